@@ -1,0 +1,16 @@
+"""Command-line interface: `neurosurrogate --help`.
+
+Each command lives in its own module and registers itself on the Typer apps of `_app` when imported here.
+"""
+
+from __future__ import annotations
+
+from ._app import app
+
+
+def main() -> None:
+    """Entry point of the `neurosurrogate` console script."""
+    app()
+
+
+__all__ = ["app", "main"]
