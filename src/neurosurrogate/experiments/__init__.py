@@ -1,1 +1,3 @@
-"""experiments subpackage."""
+"""Reproduced paper experiments; each writes a run folder (see `RunFolder`)."""
+
+from ._run import RunFolder as RunFolder

@@ -1,1 +1,3 @@
-"""report subpackage."""
+"""Figures and self-contained HTML reports."""
+
+from .html import write_report as write_report
