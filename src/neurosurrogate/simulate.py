@@ -61,6 +61,14 @@ class Trajectory(eqx.Module):
             raise ValueError(f"{name!r} was not recorded; recorded channels: {list(self.channels)}")
         return self.V[..., self.channels.index(name)]
 
+    def __getitem__(self, index) -> Trajectory:
+        """Select along the leading batch axes (population member, stimulus)."""
+        def take(x):
+            return None if x is None else x[index]
+
+        cur = self.current if self.current.ndim == 2 or self.current.ndim < self.V.ndim else take(self.current)
+        return Trajectory(take(self.V), take(self.Ca), cur, self.dt, self.stride, self.channels, self.inputs)
+
     def finite(self) -> Array:
         """Per batch element: True when every recorded value is finite (detects numerical blow-ups)."""
         ok = jnp.isfinite(self.V).all(axis=(-1, -2))
@@ -188,7 +196,8 @@ def simulate(
 
     Args:
         model: a neuron module (n neurons, uncoupled) or a :class:`Circuit`.
-        current: input current, shape (time,) or (time, inputs), uA/cm2; step k applies ``current[k]``.
+        current: input current, shape (time,) or (time, inputs), uA/cm2; step k applies ``current[k]``. A 3-D
+            array (stimuli, time, inputs) simulates a batch of stimuli in one vmapped call (leading axis in V).
         dt: integration step, ms (> 0).
         inputs: neuron names (or indices) receiving each input column; default: every neuron when the column count
             equals the neuron count, else the circuit's sensors.
@@ -211,6 +220,12 @@ def simulate(
     _check_dt(dt)
     if int(stride) < 1:
         raise bad_value("stride", stride, "record every stride >= 1 steps")
+    if np.ndim(current) == 3:  # a batch of stimuli: one vmapped call
+        if init_state is not None or return_final_state:
+            raise ValueError("init_state/return_final_state are not supported with a batch of stimuli")
+        return simulate_population(
+            stack_models([model]), current, dt=dt, inputs=inputs, record=record, stride=stride, solver=solver
+        )[0]
     current = _check_current(current)
     input_index = _resolve(model, inputs, _default_inputs(model, current.shape[1]) if inputs is None else (), "inputs")
     if len(input_index) != current.shape[1]:

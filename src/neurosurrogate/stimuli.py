@@ -209,7 +209,10 @@ def parse_waveform(text: str) -> Waveform:
             if "=" not in item:
                 raise ValueError(f"waveform argument {item!r} in {part!r} must be key=value")
             key, value = (s.strip() for s in item.split("=", 1))
-            fields[key] = None if value.lower() == "none" else (int(value) if key in ("seed", "count") else float(value))
+            if value.lower() == "none":
+                fields[key] = None
+            else:
+                fields[key] = int(value) if key in ("seed", "count") else float(value)
         terms.append(waveform_from_dict(fields))
     if not terms:
         raise ValueError("empty waveform specification")

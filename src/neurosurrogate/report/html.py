@@ -32,7 +32,9 @@ def _fmt(value: Any) -> str:
 
 def metrics_table(metrics: Mapping[str, Any]) -> str:
     """An HTML table of (name, value) rows."""
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in metrics.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in metrics.items()
+    )
     return f"<table>{rows}</table>"
 
 
