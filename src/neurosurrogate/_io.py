@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +45,37 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (NumPy/JAX scalars and arrays allowed)."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_default) + "\n").encode())
+
+
+def replace_folder(tmp: Path, target: Path) -> None:
+    """Move the finished folder ``tmp`` to ``target``, replacing an existing ``target`` with one rename."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike, *, overwrite: bool, require_empty: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces ``target`` only when the block succeeds (no partial output).
+
+    Args:
+        target: the final folder.
+        overwrite: allow replacing an existing ``target``.
+        require_empty: treat an existing but empty ``target`` as absent (for output folders created in advance).
+    """
+    target = Path(target)
+    exists = target.exists() and (not require_empty or any(target.iterdir()))
+    if exists and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) or choose another path")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        yield tmp
+        replace_folder(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

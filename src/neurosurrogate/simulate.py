@@ -114,6 +114,14 @@ def _default_inputs(model: Model, k: int) -> tuple[str, ...]:
     )
 
 
+def _io_indices(model: Model, k: int, inputs, record) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """State indices of the neurons receiving the ``k`` input columns and of the recorded neurons."""
+    input_index = _resolve(model, inputs, _default_inputs(model, k) if inputs is None else (), "inputs")
+    if len(input_index) != k:
+        raise bad_value("inputs", inputs, f"name one neuron per input column ({k} columns)")
+    return input_index, _resolve(model, record, model_names(model), "record")
+
+
 def _check_dt(dt) -> None:
     if isinstance(dt, jax.core.Tracer):
         return
@@ -227,10 +235,7 @@ def simulate(
             stack_models([model]), current, dt=dt, inputs=inputs, record=record, stride=stride, solver=solver
         )[0]
     current = _check_current(current)
-    input_index = _resolve(model, inputs, _default_inputs(model, current.shape[1]) if inputs is None else (), "inputs")
-    if len(input_index) != current.shape[1]:
-        raise bad_value("inputs", inputs, f"name one neuron per input column ({current.shape[1]} columns)")
-    record_index = _resolve(model, record, model_names(model), "record")
+    input_index, record_index = _io_indices(model, current.shape[1], inputs, record)
     dt_arr = jnp.asarray(dt, current.dtype)
     v, ca, cur, final = _run_jit(model, current, dt_arr, init_state, input_index, record_index, int(stride), solver)
     names = model_names(model)
@@ -273,11 +278,7 @@ def simulate_population(
     if currents.ndim != 3:
         raise bad_value("currents shape", currents.shape, "expected (stimuli, time, inputs) or (time, inputs)")
     _check_current(currents.reshape(-1, currents.shape[-1]))
-    k = currents.shape[-1]
-    input_index = _resolve(models, inputs, _default_inputs(models, k) if inputs is None else (), "inputs")
-    if len(input_index) != k:
-        raise bad_value("inputs", inputs, f"name one neuron per input column ({k} columns)")
-    record_index = _resolve(models, record, model_names(models), "record")
+    input_index, record_index = _io_indices(models, currents.shape[-1], inputs, record)
     dt_arr = jnp.asarray(dt, currents.dtype)
     v, ca, cur = _population_jit(models, currents, dt_arr, input_index, record_index, int(stride), solver)
     if single:

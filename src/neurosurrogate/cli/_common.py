@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +9,8 @@ import typer
 import xarray as xr
 from rich.console import Console
 from rich.table import Table
+
+from .._io import atomic_folder as _atomic_folder
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
@@ -25,27 +22,9 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-@contextlib.contextmanager
-def atomic_folder(out: Path, *, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` only when the block succeeds (no partial output)."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+def atomic_folder(out: Path, *, overwrite: bool):
+    """A temporary folder that replaces ``out`` only when the command succeeds (see ``_io.atomic_folder``)."""
+    return _atomic_folder(out, overwrite=overwrite, require_empty=True)
 
 
 def trace_summary(ds: xr.Dataset, title: str) -> Table:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+
+from .._io import atomic_folder
 
 FORMAT_VERSION = 1
 _MARKER = "neurosurrogate_format"
@@ -63,26 +63,12 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, kind: str, overwrit
         The final path.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     ds = ds.copy()
     ds.attrs = _jsonable_attrs({**ds.attrs, _MARKER: FORMAT_VERSION, "kind": kind})
     for name in list(ds.variables):
         ds[name].attrs = _jsonable_attrs(ds[name].attrs)
-    try:
+    with atomic_folder(path, overwrite=overwrite) as tmp:
         ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
