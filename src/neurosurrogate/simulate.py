@@ -158,6 +158,7 @@ def _run(model: Model, current, dt, init_state, input_index, record_index, strid
     def record(state):
         return state.V[rec_idx], (state.Ca[rec_idx] if has_ca else None)
 
+    @jax.checkpoint  # keep only the state per step for the backward pass; recompute the step's intermediates
     def step(state, i_k):
         return model.step(state, i_k @ proj, dt, solver), None
 
