@@ -142,9 +142,9 @@ def _run(model: Model, current, dt, init_state, input_index, record_index, strid
     def record(state):
         return state.V[rec_idx], (state.Ca[rec_idx] if has_ca else None)
 
-    # Rematerialise each step in the backward pass: reverse-mode then stores only the state per step instead of every
-    # intermediate (gates, sigmoids, synaptic terms), which halves value-and-grad time on CPU (memory traffic
-    # dominates) and cuts its memory; the forward pass is unchanged.
+    # Rematerialise each step in the backward pass: reverse mode then stores only the state per step
+    # instead of every intermediate (gates, sigmoids, synaptic terms), which halves value-and-grad time
+    # on CPU (memory traffic dominates) and cuts its memory; the forward pass is unchanged.
     @jax.checkpoint
     def step(state, i_k):
         return model.step(state, i_k, dt, solver), None
@@ -161,7 +161,8 @@ def _run(model: Model, current, dt, init_state, input_index, record_index, strid
         final, (v, ca) = jax.lax.scan(body, state0, neuron_current)
     else:
         pad = n_rec * stride - steps
-        chunks = jnp.concatenate([neuron_current, jnp.zeros((pad, n), current.dtype)]).reshape(n_rec, stride, n)
+        padded = jnp.concatenate([neuron_current, jnp.zeros((pad, n), current.dtype)])
+        chunks = padded.reshape(n_rec, stride, n)
 
         def outer(state, chunk):
             rec = record(state)

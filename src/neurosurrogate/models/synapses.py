@@ -39,9 +39,9 @@ def _incidence(index: tuple[int, ...], n: int) -> np.ndarray:
 def _fan_in(index: tuple[int, ...], n: int) -> np.ndarray:
     """(n, k) indices of the connections landing on each neuron, padded with ``len(index)`` (a zero slot).
 
-    ``concat([x, 0])[_fan_in(index, n)].sum(-1)`` equals the one-hot product ``x @ _incidence(index, n)`` but is a
-    static gather + reduction, which XLA fuses with the surrounding elementwise work (a tiny matmul per time step is a
-    separate, comparatively slow, kernel on CPU and in the backward pass).
+    ``concat([x, 0])[_fan_in(index, n)].sum(-1)`` equals the one-hot product ``x @ _incidence(index, n)``
+    but is a static gather + reduction, which XLA fuses with the surrounding elementwise work (a tiny matmul
+    per time step is a separate, comparatively slow, kernel on CPU and in the backward pass).
     """
     lists = [[j for j, i in enumerate(index) if i == k] for k in range(n)]
     width = max(1, max((len(x) for x in lists), default=0))
@@ -49,7 +49,7 @@ def _fan_in(index: tuple[int, ...], n: int) -> np.ndarray:
 
 
 def _sum_into(x, fan_in: np.ndarray):
-    """Sum per-connection values ``x`` (..., m) into per-neuron totals (..., n) through a :func:`_fan_in` table."""
+    """Sum per-connection values ``x`` (..., m) into per-neuron totals (..., n) via a fan-in table."""
     padded = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], 1), x.dtype)], axis=-1)
     return padded[..., fan_in].sum(axis=-1)
 
