@@ -36,6 +36,24 @@ def _incidence(index: tuple[int, ...], n: int) -> np.ndarray:
     return m
 
 
+def _fan_in(index: tuple[int, ...], n: int) -> np.ndarray:
+    """(n, k) indices of the connections landing on each neuron, padded with ``len(index)`` (a zero slot).
+
+    ``concat([x, 0])[_fan_in(index, n)].sum(-1)`` equals the one-hot product ``x @ _incidence(index, n)``
+    but is a static gather + reduction, which XLA fuses with the surrounding elementwise work (a tiny matmul
+    per time step is a separate, comparatively slow, kernel on CPU and in the backward pass).
+    """
+    lists = [[j for j, i in enumerate(index) if i == k] for k in range(n)]
+    width = max(1, max((len(x) for x in lists), default=0))
+    return np.asarray([x + [len(index)] * (width - len(x)) for x in lists], dtype=np.int32)
+
+
+def _sum_into(x, fan_in: np.ndarray):
+    """Sum per-connection values ``x`` (..., m) into per-neuron totals (..., n) via a fan-in table."""
+    padded = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], 1), x.dtype)], axis=-1)
+    return padded[..., fan_in].sum(axis=-1)
+
+
 class ChemicalSynapses(eqx.Module):
     """Graded synapses: I_post += G sigmoid((V_pre - mdp)/scale) (E - V_post) (thesis eq. 3.17)."""
 
@@ -87,11 +105,10 @@ class ChemicalSynapses(eqx.Module):
         """Total synaptic current into each neuron (uA/cm2) for voltages ``v`` (n,)."""
         if not self.pre:
             return jnp.zeros_like(v)
-        pre = jnp.asarray(_incidence(self.pre, self.n_neurons), v.dtype)
-        post = jnp.asarray(_incidence(self.post, self.n_neurons), v.dtype)
-        v_pre, v_post = v @ pre.T, v @ post.T
+        pre, post = np.asarray(self.pre), np.asarray(self.post)
+        v_pre, v_post = v[..., pre], v[..., post]
         i = self.G * jax.nn.sigmoid((v_pre - self.mdp) / self.scale) * (self.E - v_post)
-        return i @ post
+        return _sum_into(i, _fan_in(self.post, self.n_neurons))
 
 
 class GapJunctions(eqx.Module):
@@ -117,7 +134,8 @@ class GapJunctions(eqx.Module):
         """Total gap-junction current into each neuron (uA/cm2)."""
         if not self.a:
             return jnp.zeros_like(v)
-        d = jnp.asarray(_incidence(self.a, self.n_neurons) - _incidence(self.b, self.n_neurons), v.dtype)
-        # d @ v = V_a - V_b; neuron a receives -G (V_a - V_b), neuron b receives +G (V_a - V_b)
-        return -(self.G * (v @ d.T)) @ d
+        a, b = np.asarray(self.a), np.asarray(self.b)
+        # neuron a receives -G (V_a - V_b), neuron b receives +G (V_a - V_b)
+        x = self.G * (v[..., a] - v[..., b])
+        return _sum_into(jnp.concatenate([-x, x], axis=-1), _fan_in(self.a + self.b, self.n_neurons))
 
