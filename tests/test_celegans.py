@@ -1,7 +1,9 @@
-"""C. elegans high-fidelity backend (c302 in real NEURON) on a small 10-cell D1 network, plus the stimulus design.
+"""C. elegans high-fidelity backend (c302 in real NEURON) on a small 10-cell D1 network, plus the stimulus
+design.
 
 The network build (c302 -> jnml -> nrnivmodl, ~15 s) is cached under ``$NEUROSURROGATE_CACHE`` or
-``~/.cache/neurosurrogate/c302`` and reused by later runs. NEURON tests skip only if NEURON cannot be imported.
+``~/.cache/neurosurrogate/c302`` and reused by later runs. NEURON tests skip only if NEURON cannot be
+imported.
 """
 
 from __future__ import annotations
@@ -95,10 +97,21 @@ def test_dt_0p1_matches_dt_0p025_within_1mV(build, executor):
     from neurosurrogate.stimuli import Pulses, Step
 
     cfg = FCMConfig(samples=1, sample_dt=0.5, duration=200.0, warmup=200.0, cells=CELLS, amplitudes=AMPS)
-    stim = Stimulus("x", {"PLML": Step(0.015, 20.0, 150.0), "AVBL": Pulses(0.1, 30.0, 20.0, 50.0, 3),
-                          "AVBR": Step(0.08, 60.0, 180.0)})
-    res = _run(executor, [make_task(f"dt{dt}", build, cfg, stim.render(cfg.inputs, cfg.duration, dt), dt)
-                          for dt in (0.1, 0.025)])
+    stim = Stimulus(
+        "x",
+        {
+            "PLML": Step(0.015, 20.0, 150.0),
+            "AVBL": Pulses(0.1, 30.0, 20.0, 50.0, 3),
+            "AVBR": Step(0.08, 60.0, 180.0),
+        },
+    )
+    res = _run(
+        executor,
+        [
+            make_task(f"dt{dt}", build, cfg, stim.render(cfg.inputs, cfg.duration, dt), dt)
+            for dt in (0.1, 0.025)
+        ],
+    )
     a, b = res["dt0.1"].outputs, res["dt0.025"].outputs
     assert a.shape == b.shape == (401, 4)
     err = np.abs(a - b).max()
@@ -114,11 +127,15 @@ def test_ablation_removes_the_AVB_drive(build, executor):
     from neurosurrogate.stimuli import Step
 
     cfg = FCMConfig(samples=1, sample_dt=0.5, duration=100.0, warmup=100.0, cells=CELLS, amplitudes=AMPS)
-    cur = Stimulus("s", {"AVBL": Step(0.1, 10.0, 90.0), "AVBR": Step(0.1, 10.0, 90.0)}).render(cfg.inputs, 100.0, 0.1)
+    cur = Stimulus("s", {"AVBL": Step(0.1, 10.0, 90.0), "AVBR": Step(0.1, 10.0, 90.0)}).render(
+        cfg.inputs, 100.0, 0.1
+    )
     tasks = []
     for abl in ((), ("AVBL", "AVBR")):
-        tasks += [make_task(f"{abl}z", build, cfg, np.zeros_like(cur), 0.1, abl), make_task(f"{abl}s", build, cfg, cur,
-                                                                                             0.1, abl)]
+        tasks += [
+            make_task(f"{abl}z", build, cfg, np.zeros_like(cur), 0.1, abl),
+            make_task(f"{abl}s", build, cfg, cur, 0.1, abl),
+        ]
     res = _run(executor, tasks)
     vb1 = cfg.outputs.index("VB1")
     intact = np.abs(res["()s"].outputs - res["()z"].outputs)[:, vb1].max()
@@ -151,7 +168,9 @@ def test_missing_neuron_is_a_clear_error(monkeypatch, tmp_path):
     from neurosurrogate.connectome import build as build_mod
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(build_mod.importlib.util, "find_spec", lambda n, *a: None if n == "neuron" else real(n, *a))
+    monkeypatch.setattr(
+        build_mod.importlib.util, "find_spec", lambda n, *a: None if n == "neuron" else real(n, *a)
+    )
     with pytest.raises(build_mod.NeuronUnavailableError, match=r"neurosurrogate\[celegans\]"):
         build_mod.require_neuron()
     res = CliRunner().invoke(app, ["dataset", "celegans-fcm", "--out", str(tmp_path / "x.zarr"), *SMALL])
@@ -170,7 +189,9 @@ def test_dataset_command_end_to_end(build, tmp_path):
     res = CliRunner().invoke(app, ["dataset", "celegans-fcm", "--out", str(out), "--samples", "4", *SMALL])
     assert res.exit_code == 0, res.output
     assert "per simulation" in res.output and "signal SD" in res.output
-    ds = load_dataset(out, kind="celegans_fcm", variables=["inputs", "outputs", "split"], dims=["sample", "time"])
+    ds = load_dataset(
+        out, kind="celegans_fcm", variables=["inputs", "outputs", "split"], dims=["sample", "time"]
+    )
     assert ds.outputs.shape == (4, 201, 4) and ds.inputs.shape == (4, 201, 4)
     assert list(ds.input.values) == list(FCM_INPUTS)
     assert sorted(ds.split.values.tolist()) == ["test", "train", "train", "validation"]
@@ -229,8 +250,22 @@ def test_dataset_over_local_ray(build, tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         out = tmp_path / "ray.zarr"
-        res = CliRunner().invoke(app, ["dataset", "celegans-fcm", "--out", str(out), "--samples", "2",
-                                       "--executor", "ray", "--workers", "2", *SMALL])
+        res = CliRunner().invoke(
+            app,
+            [
+                "dataset",
+                "celegans-fcm",
+                "--out",
+                str(out),
+                "--samples",
+                "2",
+                "--executor",
+                "ray",
+                "--workers",
+                "2",
+                *SMALL,
+            ],
+        )
         assert res.exit_code == 0, res.output
         assert "executor ray (2 worker(s))" in res.output.replace("\n", " ")
         assert out.exists()
@@ -247,5 +282,7 @@ def test_scenario_check(build, tmp_path):
     m = run_scenario_check(tmp_path / "run", cells=CELLS, amplitudes=AMPS, warmup=100.0)
     assert set(m["response_mV"]) == {"intact", "AVB ablated", "AVA ablated"}
     assert abs(m["response_mV"]["AVB ablated"]["VB1"]) < abs(m["response_mV"]["intact"]["VB1"])
-    assert (tmp_path / "run" / "report.html").exists() and (tmp_path / "run" / "figures" / "fcm_ablation.png").exists()
+    assert (tmp_path / "run" / "report.html").exists() and (
+        tmp_path / "run" / "figures" / "fcm_ablation.png"
+    ).exists()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["response_mV"]

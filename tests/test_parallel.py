@@ -1,4 +1,5 @@
-"""Executors: retries, failure reports, no lost results, worker crashes, and the Ray fan-out on a local instance."""
+"""Executors: retries, failure reports, no lost results, worker crashes, and the Ray fan-out on a local
+instance."""
 
 from __future__ import annotations
 
@@ -33,8 +34,13 @@ def test_retry_once_then_report_and_keep_finished(tmp_path):
     tasks = [(1, None), (2, str(tmp_path / "m2")), ("bad", None), (4, None)]
     got, failures = {}, []
     with ProcessExecutor(2) as ex:
-        rep = run_tasks(ex, _flaky, tasks, on_result=lambda i, r: got.__setitem__(i, r),
-                        on_failure=lambda i, e, final: failures.append((i, final)))
+        rep = run_tasks(
+            ex,
+            _flaky,
+            tasks,
+            on_result=lambda i, r: got.__setitem__(i, r),
+            on_failure=lambda i, e, final: failures.append((i, final)),
+        )
     assert got == {0: 1, 1: 2, 3: 4}
     assert list(rep.failed) == [2] and "always fails" in rep.failed[2]
     assert sorted(rep.retried) == [1, 2]

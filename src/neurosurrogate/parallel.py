@@ -1,12 +1,13 @@
-"""Executors: run many independent tasks in worker processes on this machine, or fan them out over a Ray cluster.
+"""Executors: run independent tasks in worker processes on this machine, or fan them out over a Ray cluster.
 
-Both executors run a module-level function on picklable tasks and yield ``(index, result_or_exception)`` as tasks
-finish. :func:`run_tasks` adds the policy shared by every caller: a failed task is retried (once by default), then
-reported; every finished result is handed to ``on_result`` immediately, so callers can persist it before later tasks
-run (a later failure never loses finished work).
+Both executors run a module-level function on picklable tasks and yield ``(index, result_or_exception)`` as
+tasks finish. :func:`run_tasks` adds the policy shared by every caller: a failed task is retried (once by
+default), then reported; every finished result is handed to ``on_result`` immediately, so callers can persist
+it before later tasks run (a later failure never loses finished work).
 
-Worker processes are long-lived: a worker may keep expensive state (a loaded NEURON network) in a module global
-between tasks. Local workers use the ``spawn`` start method, so the parent process never forks a loaded simulator.
+Worker processes are long-lived: a worker may keep expensive state (a loaded NEURON network) in a module
+global between tasks. Local workers use the ``spawn`` start method, so the parent process never forks a loaded
+simulator.
 
 Example::
 
@@ -38,7 +39,7 @@ class Executor(abc.ABC):
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> Iterator[tuple[int, Any]]:
         """Yield ``(index, result)`` or ``(index, exception)`` in completion order."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook; default: nothing to release)
         """Release the workers."""
 
     def __enter__(self):

@@ -1,4 +1,5 @@
-"""C. elegans commands: the FCM high-fidelity dataset (c302 in NEURON) and the forward-crawling scenario check."""
+# ruff: noqa: B008  (Typer declares options as call defaults)
+"""C. elegans commands: the FCM dataset (c302 in NEURON) and the forward-crawling scenario check."""
 
 from __future__ import annotations
 

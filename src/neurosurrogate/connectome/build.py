@@ -1,10 +1,10 @@
 """Build a c302 network once (c302 -> NeuroML -> jNeuroML NEURON export -> nrnivmodl) into a cache folder.
 
-The main process never imports NEURON: c302 generation, ``jnml`` and ``nrnivmodl`` run as subprocesses, and the result
-is a folder (``build_dir``) that worker processes load (see :mod:`neurosurrogate.connectome.worker`). The folder is
-keyed by the configuration and the tool versions, built in a temporary folder and renamed into place when complete,
-so an interrupted build is never reused and concurrent builds of the same key do not collide (a file lock serialises
-them).
+The main process never imports NEURON: c302 generation, ``jnml`` and ``nrnivmodl`` run as subprocesses, and
+the result is a folder (``build_dir``) that worker processes load (see
+:mod:`neurosurrogate.connectome.worker`). The folder is keyed by the configuration and the tool versions,
+built in a temporary folder and renamed into place when complete, so an interrupted build is never reused and
+concurrent builds of the same key do not collide (a file lock serialises them).
 
 Example::
 
@@ -61,7 +61,8 @@ def require_neuron() -> None:
     if missing:
         raise NeuronUnavailableError(
             f"the C. elegans backend needs {missing} which are not installed in {sys.prefix}; "
-            "install them with `pip install 'neurosurrogate[celegans]'` (NEURON, c302, pyNeuroML, cect; Java 17 for jnml)"
+            "install them with `pip install 'neurosurrogate[celegans]'` "
+            "(NEURON, c302, pyNeuroML, cect; Java 17 for jnml)"
         )
 
 
@@ -70,7 +71,8 @@ class C302Config:
     """Which c302 network to build.
 
     Attributes:
-        parameter_set: c302 parameter set, one of ``PARAMETER_SETS`` (D1 default: multi-compartment, graded synapses).
+        parameter_set: c302 parameter set, one of ``PARAMETER_SETS`` (D1 default: multi-compartment, graded
+            synapses).
         cells: neuron names to include (None: all 302). A subset keeps only the connections among these cells
             (useful for small test networks).
     """

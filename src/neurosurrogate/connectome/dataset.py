@@ -2,18 +2,21 @@
 
 Flow of :func:`generate_fcm_dataset`:
   1. build (or reuse) the compiled c302 network (:func:`~neurosurrogate.connectome.build.build_network`);
-  2. design the stimuli (:func:`~neurosurrogate.connectome.fcm.design_stimuli`) and validate them (names, shapes, NaN);
+  2. design the stimuli (:func:`~neurosurrogate.connectome.fcm.design_stimuli`) and validate them (names,
+     shapes, NaN);
   3. run, through an executor, the zero-input run, the ``n`` stimuli, and one reference stimulus again at the
      fine ``reference_dt`` (integration error); each finished simulation is written atomically to
      ``<out>.partial/<key>.npz`` at once, so an interrupted run resumes from there (same command again);
-  4. compute the quality numbers (drift of the zero-input run inside the window, stimulus-driven signal per output,
-     integration error, their ratio, voltage range of the stimulated cells), choose the split, assemble an xarray
-     Dataset and write it with :func:`~neurosurrogate.data.store.save_dataset`; remove the partial folder.
+  4. compute the quality numbers (drift of the zero-input run inside the window, stimulus-driven signal per
+     output, integration error, their ratio, voltage range of the stimulated cells), choose the split,
+     assemble an xarray Dataset and write it with :func:`~neurosurrogate.data.store.save_dataset`; remove the
+     partial folder.
 
-Dataset layout (``kind="celegans_fcm"``): ``inputs`` (sample, time, input) nA, ``outputs`` (sample, time, output) mV,
-``input_voltages`` (sample, time, input) mV, ``zero_input_outputs`` (time, output) mV, ``split`` (sample) and
-``family`` (sample) labels; coordinates ``time`` (ms from the window start), ``input``, ``output``; attributes with
-versions, parameter set, dt, sample_dt, warm-up, amplitudes, the stimulus configuration and the quality numbers.
+Dataset layout (``kind="celegans_fcm"``): ``inputs`` (sample, time, input) nA, ``outputs`` (sample, time,
+output) mV, ``input_voltages`` (sample, time, input) mV, ``zero_input_outputs`` (time, output) mV, ``split``
+(sample) and ``family`` (sample) labels; coordinates ``time`` (ms from the window start), ``input``,
+``output``; attributes with versions, parameter set, dt, sample_dt, warm-up, amplitudes, the stimulus
+configuration and the quality numbers.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ from .worker import SimResult, SimTask, run_task
 
 KIND = "celegans_fcm"
 DEFAULT_AMPLITUDES = {"PLML": 0.015, "PLMR": 0.015, "AVBL": 0.1, "AVBR": 0.1}
-"""Peak currents, nA: the largest (of a sweep 10-500 pA) for which a sustained step keeps the stimulated soma at or
-below the calcium reversal potential of c302 (+40 mV) after warm-up (D1: PLM 15 pA -> +39.9 mV, AVB 100 pA ->
-+36.5 mV; 20 pA / 250 pA already reach +46 / +83 mV). See docs/celegans_data.md."""
+"""Peak currents, nA: the largest (of a sweep 10-500 pA) for which a sustained step keeps the stimulated soma
+at or below the calcium reversal potential of c302 (+40 mV) after warm-up (D1: PLM 15 pA -> +39.9 mV, AVB 100
+pA -> +36.5 mV; 20 pA / 250 pA already reach +46 / +83 mV). See docs/celegans_data.md."""
 VOLTAGE_CAP_MV = 40.0
 """Plausible upper bound of a stimulated soma (c302's E_Ca); exceeding it is reported as a warning."""
 
@@ -322,13 +325,14 @@ def assemble(
     families = [s.family for s in stimuli]
     split = choose_split(families, difficulty(driven, cfg.sample_dt))
     walls = [results[f"sample_{i:04d}"].wall_s for i in range(n)]
+    per = lambda a: dict(zip(cfg.outputs, np.asarray(a).tolist(), strict=True))
     summary = {
-        "zero_input_drift_mV": dict(zip(cfg.outputs, drift.tolist(), strict=False)),
-        "signal_sd_mV": dict(zip(cfg.outputs, signal_sd.tolist(), strict=False)),
-        "integration_error_max_mV": dict(zip(cfg.outputs, integ_max.tolist(), strict=False)),
-        "integration_error_rms_mV": dict(zip(cfg.outputs, integ_rms.tolist(), strict=False)),
-        "signal_to_max_error": dict(zip(cfg.outputs, (signal_sd / np.maximum(integ_max, 1e-12)).tolist(), strict=False)),
-        "signal_to_rms_error": dict(zip(cfg.outputs, (signal_sd / np.maximum(integ_rms, 1e-12)).tolist(), strict=False)),
+        "zero_input_drift_mV": dict(zip(cfg.outputs, drift.tolist(), strict=True)),
+        "signal_sd_mV": dict(zip(cfg.outputs, signal_sd.tolist(), strict=True)),
+        "integration_error_max_mV": dict(zip(cfg.outputs, integ_max.tolist(), strict=True)),
+        "integration_error_rms_mV": dict(zip(cfg.outputs, integ_rms.tolist(), strict=True)),
+        "signal_to_max_error": per(signal_sd / np.maximum(integ_max, 1e-12)),
+        "signal_to_rms_error": per(signal_sd / np.maximum(integ_rms, 1e-12)),
         "stimulated_voltage_range_mV": {
             name: [float(vin[:, :, j].min()), float(vin[:, :, j].max())] for j, name in enumerate(cfg.inputs)
         },
@@ -360,7 +364,7 @@ def assemble(
             "output": list(cfg.outputs),
         },
         attrs={
-            "description": "C. elegans forward-crawling scenario: c302 network in NEURON (stimulus window after warm-up)",
+            "description": "C. elegans forward crawling: c302 in NEURON, stimulus window after warm-up",
             "config": cfg.to_dict(),
             "versions": versions(),
             "parameter_set": cfg.parameter_set,
@@ -370,7 +374,7 @@ def assemble(
             "amplitudes_nA": dict(cfg.amplitudes),
             "stimuli": [s.to_dict() for s in stimuli],
             "currents_rectified_at_zero": True,
-            "split_method": "per family by difficulty, dealt test/validation/train/train, balanced to 50/25/25",
+            "split_method": "per family by difficulty, dealt test/validation/train/train, balanced 50/25/25",
             "c302_build": build.path.name,
             "network_cells": len(build.cells),
         },

@@ -1,23 +1,23 @@
 """Forward-crawling (FCM) scenario: stimulus design, split selection and the high-fidelity dataset.
 
-Inputs PLML, PLMR (posterior touch) and AVBL, AVBR (forward command interneurons) receive currents; outputs DB1,
-LUAL, PVR, VB1 are recorded (the paper's FCM protocol). Currents are in **nA** (NEURON ``IClamp``), not the uA/cm2
-of :mod:`neurosurrogate.stimuli` whose waveform classes are reused here.
+Inputs PLML, PLMR (posterior touch) and AVBL, AVBR (forward command interneurons) receive currents; outputs
+DB1, LUAL, PVR, VB1 are recorded (the paper's FCM protocol). Currents are in **nA** (NEURON ``IClamp``), not
+the uA/cm2 of :mod:`neurosurrogate.stimuli` whose waveform classes are reused here.
 
-Stimulus design (:func:`design_stimuli`): ``n`` stimuli cycle through six families -- step, pulses, ramp, sine,
-smoothed noise and combinations (sum of two families) -- and every input neuron gets its own randomly drawn waveform of
-the family (independent timing, so the four inputs are not collinear), peak-scaled to the input's amplitude
-(``amplitudes``). In half of the stimuli one randomly chosen input is silent. Currents are rectified at 0
-(negative currents destabilise c302 cells: -20 pA drives PLM to -390 mV) and clipped at the peak amplitude (smoothed
-noise would otherwise overshoot it). Everything follows from ``seed``.
+Stimulus design (:func:`design_stimuli`): ``n`` stimuli cycle through six families -- step, pulses, ramp,
+sine, smoothed noise and combinations (sum of two families) -- and every input neuron gets its own randomly
+drawn waveform of the family (independent timing, so the four inputs are not collinear), peak-scaled to the
+input's amplitude (``amplitudes``). In half of the stimuli one randomly chosen input is silent. Currents are
+rectified at 0 (negative currents destabilise c302 cells: -20 pA drives PLM to -390 mV) and clipped at the
+peak amplitude (smoothed noise would otherwise overshoot it). Everything follows from ``seed``.
 
-Split selection (:func:`choose_split`): each sample gets a *difficulty* score from its simulated response -- the sum
-over output channels of the stimulus-driven standard deviation (output minus the zero-input run) plus the standard
-deviation of its time derivative, each normalised by the median over samples. Within each family, samples are ordered
-by difficulty (hardest first) and dealt round-robin ``test, validation, train, train``; counts are then balanced to
-exactly 25 / 25 / 50 % by moving the least difficult surplus samples. So validation and test each contain every
-waveform family (diverse) and the hardest sample of each family (demanding), while training keeps examples of every
-family and difficulty level.
+Split selection (:func:`choose_split`): each sample gets a *difficulty* score from its simulated response --
+the sum over output channels of the stimulus-driven standard deviation (output minus the zero-input run) plus
+the standard deviation of its time derivative, each normalised by the median over samples. Within each family,
+samples are ordered by difficulty (hardest first) and dealt round-robin ``test, validation, train, train``;
+counts are then balanced to exactly 25 / 25 / 50 % by moving the least difficult surplus samples. So
+validation and test each contain every waveform family (diverse) and the hardest sample of each family
+(demanding), while training keeps examples of every family and difficulty level.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def design_stimuli(
 
 
 def difficulty(driven: np.ndarray, dt: float) -> np.ndarray:
-    """Per-sample difficulty from stimulus-driven outputs of shape (sample, time, channel) (see module docstring)."""
+    """Per-sample difficulty of stimulus-driven outputs (sample, time, channel), mV (see module docstring)."""
     sd = driven.std(axis=1)  # (sample, channel)
     dsd = np.diff(driven, axis=1).std(axis=1) / dt
     norm = lambda x: x / np.maximum(np.median(x, axis=0, keepdims=True), 1e-12)

@@ -1,10 +1,11 @@
-"""Forward-crawling scenario check: intact network vs AVB ablation vs AVA ablation (as the paper's authors validated).
+"""Forward-crawling scenario check: intact vs AVB-ablated vs AVA-ablated network (the paper's validation).
 
-One forward-crawling stimulus (PLM touch + AVB drive: steps from 100 to 400 ms of the window at the dataset's peak
-amplitudes) is applied to three networks -- intact, AVBL/AVBR ablated, AVAL/AVAR ablated (synapses and gap junctions
-removed) -- each with its own zero-input run. The stimulus-driven response (output minus that condition's zero-input
-run), averaged over the stimulus, is reported per output; AVB ablation is expected to abolish the B-motor-neuron
-(DB1, VB1) response, which is carried by the AVB -> B-type gap junctions, while AVA ablation should leave it.
+One forward-crawling stimulus (PLM touch + AVB drive: steps from 100 to 400 ms of the window at the dataset's
+peak amplitudes) is applied to three networks -- intact, AVBL/AVBR ablated, AVAL/AVAR ablated (synapses and
+gap junctions removed) -- each with its own zero-input run. The stimulus-driven response (output minus that
+condition's zero-input run), averaged over the stimulus, is reported per output; AVB ablation is expected to
+abolish the B-motor-neuron (DB1, VB1) response, which is carried by the AVB -> B-type gap junctions, while AVA
+ablation should leave it.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def run_scenario_check(
         + "".join(f"<th>{o}</th>" for o in cfg.outputs)
         + "</tr>"
         + rows
-        + "</table><p>Mean of output minus the condition's zero-input run over the stimulus (100-400 ms), mV.</p>"
+        + "</table><p>Mean of output minus the condition's zero-input run over the stimulus "
+        + "(100-400 ms), mV.</p>"
     )
     write_report(
         run.path / "report.html",

@@ -5,17 +5,18 @@ processes (``parallel`` executors); the main process stays NEURON-free. A worker
 process-global :class:`_Session` and reuses it for every task with the same build.
 
 Protocol per task (:func:`run_task`):
-  1. ``h.finitialize()`` (cells start at the c302 initial potential), then a warm-up of ``warmup`` ms at zero input
-     so the settling transient of the network is not in the data. The state at the end of the warm-up is saved
-     (``SaveState``) per (dt, ablation) and restored before every stimulus (the first included), which is one
-     continuous run (warm-up + window) per stimulus up to ~0.01 mV (measured; far below the dt error) but pays the
-     warm-up once per worker.
-  2. The stimulus window: before each integration step ``k`` the ``IClamp`` amplitude of every input neuron is set
-     to ``currents[k]`` (nA, zero-order hold over the step), then ``h.fadvance()``. Voltages of the output (and input)
-     somata are read after every ``stride = sample_dt / dt`` steps (by index, avoiding ``Vector.record``'s
-     floating-point off-by-one), giving ``duration / sample_dt + 1`` samples including t = 0.
-  3. Ablation sets ``weight = 0`` on every chemical synapse and gap junction whose pre- or postsynaptic cell is
-     ablated (the cell stays, disconnected).
+  1. ``h.finitialize()`` (cells start at the c302 initial potential), then a warm-up of ``warmup`` ms at zero
+     input so the settling transient of the network is not in the data. The state at the end of the warm-up is
+     saved (``SaveState``) per (dt, ablation) and restored before every stimulus (the first included), which
+     is one continuous run (warm-up + window) per stimulus up to ~0.01 mV (measured; far below the dt error)
+     but pays the warm-up once per worker.
+  2. The stimulus window: before each integration step ``k`` the ``IClamp`` amplitude of every input neuron is
+     set to ``currents[k]`` (nA, zero-order hold over the step), then ``h.fadvance()``. Voltages of the output
+     (and input) somata are read after every ``stride = sample_dt / dt`` steps (by index, avoiding
+     ``Vector.record``'s floating-point off-by-one), giving ``duration / sample_dt + 1`` samples including t =
+     0.
+  3. Ablation sets ``weight = 0`` on every chemical synapse and gap junction whose pre- or postsynaptic cell
+     is ablated (the cell stays, disconnected).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import numpy as np
 
 @contextlib.contextmanager
 def _quiet_stdout():
-    """Silence stdout (NEURON's banner, the generated module's prints) in this worker; keep stderr except NEURON's
-    "no DISPLAY" notice."""
+    """Silence stdout (NEURON's banner, the generated module's prints) in this worker; keep stderr except
+    NEURON's "no DISPLAY" notice."""
     import tempfile
 
     sys.stdout.flush()
