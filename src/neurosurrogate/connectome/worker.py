@@ -15,8 +15,9 @@ Protocol per task (:func:`run_task`):
      (and input) somata are read after every ``stride = sample_dt / dt`` steps (by index, avoiding
      ``Vector.record``'s floating-point off-by-one), giving ``duration / sample_dt + 1`` samples including t =
      0.
-  3. Ablation sets ``weight = 0`` on every chemical synapse and gap junction whose pre- or postsynaptic cell
-     is ablated (the cell stays, disconnected).
+  3. Ablation sets ``weight = 0`` on every chemical synapse (its NetCon for the event-based synapses of
+     parameter set D) and gap junction whose pre- or postsynaptic cell is ablated (the cell stays,
+     disconnected).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class SimResult:
     setup_s: float
 
 
+_DIVERGED_MV = 1000.0
+
+
 class SimulationDiverged(RuntimeError):
     """NEURON produced NaN/inf voltages (e.g. a too large dt or current)."""
 
@@ -133,11 +137,21 @@ class _Session:
         for vec in list(h.List("Vector")):  # the generated code records every cell: stop it (cost per step)
             vec.play_remove()
         source = (Path(build_dir) / module).read_text()
-        self.syn: list[tuple[str, str, object, float]] = []  # (pre, post, point process, original weight)
+        # (pre, post, object, original weight): graded synapses and gap junctions carry a RANGE ``weight``
+        # (D1, C1); event-based synapses (D) are weighted by the NetCon that drives them
+        self.syn: list[tuple[str, str, object, float]] = []
+        by_name: dict[str, tuple[str, str]] = {}
         for name, pre, post, count in _SYN.findall(source):
             arr = getattr(h, name)
             for i in range(int(count)):
-                self.syn.append((pre, post, arr[i], arr[i].weight))
+                pp = arr[i]
+                by_name[pp.hname()] = (pre, post)
+                if hasattr(pp, "weight"):
+                    self.syn.append((pre, post, pp, pp.weight))
+        for nc in h.List("NetCon"):
+            target = nc.syn()
+            if target is not None and target.hname() in by_name:
+                self.syn.append((*by_name[target.hname()], nc, nc.weight[0]))
         self.cells = set(re.findall(r'print\("Population (\w+) contains', source))
         self.clamps: dict[str, object] = {}
         self.states: dict[tuple, object] = {}
@@ -146,7 +160,9 @@ class _Session:
     def soma(self, name: str):
         if name not in self.cells:
             raise ValueError(f"unknown neuron {name!r}; the network has {sorted(self.cells)}")
-        return getattr(self.h, f"a_{name}")[0].Soma(0.5)
+        cell = getattr(self.h, f"a_{name}")[0]
+        sec = getattr(cell, "Soma", None) or cell.soma  # multi-compartment (D, D1) vs single-compartment (C1)
+        return sec(0.5)
 
     def clamp(self, name: str):
         if name not in self.clamps:
@@ -162,8 +178,12 @@ class _Session:
             self.soma(name)  # validates the name
         if ablate != self.ablated:
             gone = set(ablate)
-            for pre, post, pp, weight in self.syn:
-                pp.weight = 0.0 if (pre in gone or post in gone) else weight
+            for pre, post, obj, weight in self.syn:
+                w = 0.0 if (pre in gone or post in gone) else weight
+                if obj.hname().startswith("NetCon"):
+                    obj.weight[0] = w
+                else:
+                    obj.weight = w
             self.ablated = ablate
 
     def run(self, task: SimTask) -> SimResult:
@@ -212,10 +232,12 @@ class _Session:
         for c in clamps:
             c.amp = 0.0
         wall = time.perf_counter() - t0
-        if not (np.isfinite(out).all() and np.isfinite(vin).all()):
+        both = np.concatenate([out, vin], axis=1)
+        if not np.isfinite(both).all() or np.abs(both).max() > _DIVERGED_MV:
             raise SimulationDiverged(
-                f"{task.key}: NEURON produced NaN/inf voltages at dt {task.dt} ms; "
-                "use dt <= 0.1 ms and smaller input currents"
+                f"{task.key}: NEURON produced NaN/inf or |V| > {_DIVERGED_MV:g} mV at dt {task.dt} ms; "
+                "use dt <= 0.1 ms and smaller input currents (defaults are calibrated for D1; C1 cells need "
+                "far smaller currents)"
             )
         return SimResult(key=task.key, outputs=out, input_voltages=vin, wall_s=wall, setup_s=setup_s)
 
