@@ -7,9 +7,10 @@ process-global :class:`_Session` and reuses it for every task with the same buil
 Protocol per task (:func:`run_task`):
   1. ``h.finitialize()`` (cells start at the c302 initial potential), then a warm-up of ``warmup`` ms at zero
      input so the settling transient of the network is not in the data. The state at the end of the warm-up is
-     saved (``SaveState``) per (dt, ablation) and restored before every stimulus (the first included), which
-     is one continuous run (warm-up + window) per stimulus up to ~0.01 mV (measured; far below the dt error)
-     but pays the warm-up once per worker.
+     saved (``SaveState`` plus every range variable and synaptic current, since jnml-generated mechanisms
+     carry assigned variables from step to step that SaveState misses) per (dt, ablation) and restored
+     before every stimulus (the first included). This reproduces one continuous warm-up + window run exactly
+     (tested) while paying the warm-up once per worker.
   2. The stimulus window: before each integration step ``k`` the ``IClamp`` amplitude of every input neuron is
      set to ``currents[k]`` (nA, zero-order hold over the step), then ``h.fadvance()``. Voltages of the output
      (and input) somata are read after every ``stride = sample_dt / dt`` steps (by index, avoiding
@@ -148,6 +149,16 @@ class _Session:
                 by_name[pp.hname()] = (pre, post)
                 if hasattr(pp, "weight"):
                     self.syn.append((pre, post, pp, pp.weight))
+        self.lagged = [pp for _, _, pp, _ in self.syn if hasattr(pp, "i")]
+        self.range_refs = []
+        for sec in h.allsec():
+            for seg in sec:
+                for mech in seg:
+                    for rv in mech:
+                        try:
+                            self.range_refs.append(getattr(seg, f"_ref_{rv.name()}"))
+                        except (AttributeError, TypeError, LookupError):  # array or inaccessible variables
+                            pass
         for nc in h.List("NetCon"):
             target = nc.syn()
             if target is not None and target.hname() in by_name:
@@ -203,15 +214,21 @@ class _Session:
         h.tstop = 1e9
         h.finitialize()
         skey = (task.dt, self.ablated, n_warm)
-        if skey in self.states:
-            self.states[skey].restore()
-        else:
+        if skey not in self.states:
             for _ in range(n_warm):
                 h.fadvance()
             state = h.SaveState()
             state.save()
-            self.states[skey] = state
-            state.restore()  # every stimulus (the first included) starts from the same restored state
+            # jnml-generated mechanisms compute currents (graded synapses' ``i``) and gating factors (``*_fcond``)
+            # inside the DERIVATIVE block, so these assigned variables carry from one step to the next, and
+            # SaveState (STATEs only) misses them: keep every range variable and synaptic current ourselves
+            self.states[skey] = (state, [r[0] for r in self.range_refs], [pp.i for pp in self.lagged])
+        state, ranges, currents = self.states[skey]
+        state.restore()  # every stimulus (the first included) starts from the same restored state
+        for ref, value in zip(self.range_refs, ranges, strict=True):
+            ref[0] = value
+        for pp, value in zip(self.lagged, currents, strict=True):
+            pp.i = value
         setup_s = time.perf_counter() - t_setup
         t0 = time.perf_counter()
         n_rec = n_steps // stride + 1
