@@ -286,3 +286,26 @@ def test_scenario_check(build, tmp_path):
         tmp_path / "run" / "figures" / "fcm_ablation.png"
     ).exists()
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["response_mV"]
+
+
+@needs_neuron
+def test_restored_warmup_equals_one_continuous_run(build, executor):
+    """Every stimulus restores the saved warm-up state; that must equal warming up and running in one go."""
+    from neurosurrogate.connectome.dataset import FCMConfig, make_task
+
+    cfg = FCMConfig(samples=1, sample_dt=0.1, duration=60.0, warmup=40.0, cells=CELLS, amplitudes=AMPS)
+    long = FCMConfig(samples=1, sample_dt=0.1, duration=100.0, warmup=0.0, cells=CELLS, amplitudes=AMPS)
+    cur = np.zeros((601, 4))
+    cur[100:300, 2] = 0.1
+    cont = np.zeros((1001, 4))
+    cont[400:] = cur
+    tasks = [
+        make_task("continuous", build, long, cont, 0.1),
+        make_task("first", build, cfg, cur, 0.1),
+        make_task("other", build, cfg, np.full((601, 4), 0.01), 0.1),
+        make_task("again", build, cfg, cur, 0.1),
+    ]
+    res = _run(executor, tasks)
+    ref = res["continuous"].outputs[400:]
+    assert np.abs(res["first"].outputs - ref).max() < 1e-9
+    assert np.abs(res["again"].outputs - ref).max() < 1e-9

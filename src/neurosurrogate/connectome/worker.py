@@ -219,9 +219,10 @@ class _Session:
                 h.fadvance()
             state = h.SaveState()
             state.save()
-            # jnml-generated mechanisms compute currents (graded synapses' ``i``) and gating factors (``*_fcond``)
-            # inside the DERIVATIVE block, so these assigned variables carry from one step to the next, and
-            # SaveState (STATEs only) misses them: keep every range variable and synaptic current ourselves
+            # jnml-generated mechanisms compute currents (graded synapses' ``i``) and gating factors
+            # (``*_fcond``) inside the DERIVATIVE block, so these assigned variables carry from one step to
+            # the next, and SaveState (STATEs only) misses them: keep every range variable and synaptic
+            # current ourselves
             self.states[skey] = (state, [r[0] for r in self.range_refs], [pp.i for pp in self.lagged])
         state, ranges, currents = self.states[skey]
         state.restore()  # every stimulus (the first included) starts from the same restored state
