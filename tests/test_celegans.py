@@ -309,3 +309,27 @@ def test_restored_warmup_equals_one_continuous_run(build, executor):
     ref = res["continuous"].outputs[400:]
     assert np.abs(res["first"].outputs - ref).max() < 1e-9
     assert np.abs(res["again"].outputs - ref).max() < 1e-9
+
+
+@needs_neuron
+def test_simulate_c302_api(build, executor):
+    from neurosurrogate.connectome import simulate_c302
+
+    t = np.arange(501) * 0.1
+    run = simulate_c302(
+        build,
+        [{"AVBL": 0.1 * (t > 10)}, {"PLML": 0.015 * (t > 20)}],
+        ["VB1", "LUAL"],
+        duration=50.0,
+        sample_dt=0.5,
+        warmup=50.0,
+        executor=executor,
+    )
+    assert run.outputs.shape == (2, 101, 2) and run.inputs == ("AVBL", "PLML") and run.time[-1] == 50.0
+    assert np.isfinite(run.outputs).all()
+    with pytest.raises(ValueError, match="unknown neuron.*NOPE"):
+        simulate_c302(build, {"NOPE": t}, ["VB1"], duration=50.0)
+    with pytest.raises(ValueError, match=r"shape \(500,\), expected \(501,\)"):
+        simulate_c302(build, {"AVBL": t[:-1]}, ["VB1"], duration=50.0)
+    with pytest.raises(ValueError, match="NaN"):
+        simulate_c302(build, {"AVBL": np.where(t > 3, np.nan, 0.0)}, ["VB1"], duration=50.0)

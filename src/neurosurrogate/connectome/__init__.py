@@ -17,3 +17,5 @@ from .fcm import Stimulus as Stimulus
 from .fcm import choose_split as choose_split
 from .fcm import design_stimuli as design_stimuli
 from .scenario import run_scenario_check as run_scenario_check
+from .simulate import C302Run as C302Run
+from .simulate import simulate_c302 as simulate_c302
