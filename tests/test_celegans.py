@@ -43,8 +43,9 @@ def test_design_is_reproducible_diverse_and_bounded():
     assert Stimulus.from_dict(a[5].to_dict()).to_dict() == a[5].to_dict()
 
 
-def test_split_is_50_25_25_with_every_family_held_out():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("seed", range(20))
+def test_split_is_50_25_25_with_every_family_held_out(seed):
+    rng = np.random.default_rng(seed)
     fams = [FAMILIES[i % 6] for i in range(40)]
     score = rng.uniform(size=40)
     labels = choose_split(fams, score)

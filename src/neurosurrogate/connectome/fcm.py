@@ -15,9 +15,10 @@ Split selection (:func:`choose_split`): each sample gets a *difficulty* score fr
 the sum over output channels of the stimulus-driven standard deviation (output minus the zero-input run) plus
 the standard deviation of its time derivative, each normalised by the median over samples. Within each family,
 samples are ordered by difficulty (hardest first) and dealt round-robin ``test, validation, train, train``;
-counts are then balanced to exactly 25 / 25 / 50 % by moving the least difficult surplus samples. So
-validation and test each contain every waveform family (diverse) and the hardest sample of each family
-(demanding), while training keeps examples of every family and difficulty level.
+counts are then balanced to exactly 25 / 25 / 50 % by moving the least difficult surplus samples (never the
+last of its family in a held-out split when avoidable). So validation and test each contain every waveform
+family (diverse) and the hardest sample of each family (demanding), while training keeps examples of every
+family and difficulty level.
 """
 
 from __future__ import annotations
@@ -221,7 +222,12 @@ def choose_split(families: Sequence[str], score: np.ndarray, fractions=(0.5, 0.2
             break
         src, dst = over[0], under[0]
         cand = [i for i in range(n) if labels[i] == src]
-        # from train move the hardest (to keep held-out demanding), from held-out splits the easiest
-        pick = max(cand, key=lambda i: score[i]) if src == "train" else min(cand, key=lambda i: score[i])
+        fam_in = lambda split: [families[i] for i in range(n) if labels[i] == split]
+        if src == "train":  # move the hardest, preferring a family the destination lacks
+            missing = [i for i in cand if families[i] not in fam_in(dst)]
+            pick = max(missing or cand, key=lambda i: score[i])
+        else:  # move the easiest, never the last member of its family in this split if avoidable
+            spare = [i for i in cand if fam_in(src).count(families[i]) > 1]
+            pick = min(spare or cand, key=lambda i: score[i])
         labels[pick] = dst
     return labels

@@ -7,6 +7,8 @@ Example::
     t = np.arange(5001) * 0.1                                # 500 ms window on the dt = 0.1 ms grid
     run = simulate_c302(build, {"AVBL": 0.1 * (t > 100)}, ["DB1", "VB1"], duration=500.0, sample_dt=0.5)
     run.outputs.shape                                        # (1, 1001, 2), mV
+
+Workers are started with ``spawn``: in a script, call this under ``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
