@@ -5,6 +5,7 @@ Each command lives in its own module and registers itself on the Typer apps of `
 
 from __future__ import annotations
 
+from . import fit as _fit  # noqa: F401  (registers `fit` and `reproduce odynn-*`)
 from ._app import app
 
 

@@ -163,18 +163,23 @@ def _template(space: ParameterSpace):
     return eqx.combine(jax.tree.unflatten(space.treedef, list(space.template_leaves)), space.static)
 
 
-def make_loss(problem: FitProblem, split: str = "train") -> Callable:
-    """loss(u) for one member's unconstrained free leaves on one split (a pure, differentiable function)."""
-    data = problem.train if split == "train" else problem.test
-    input_index, record_index = problem.indices()
+def _arrays(data: Measurements) -> tuple:
     dtype = default_float()
-    currents = jnp.asarray(data.currents, dtype)
-    v_t = jnp.asarray(data.V, dtype)
-    ca_t = None if data.Ca is None else jnp.asarray(data.Ca, dtype)
-    dt = jnp.asarray(problem.dt, dtype)
-    w_ca = problem.w_ca if ca_t is not None else 0.0
+    ca = None if data.Ca is None else jnp.asarray(data.Ca, dtype)
+    return jnp.asarray(data.currents, dtype), jnp.asarray(data.V, dtype), ca
 
-    def loss(u):
+
+def make_loss(problem: FitProblem) -> Callable:
+    """loss(u, data) for one member's unconstrained free leaves ``u`` and ``data = (currents, V, Ca)``.
+
+    A pure, differentiable function; ``data`` is an argument (not a constant) so train and test splits of equal
+    shapes share one compilation.
+    """
+    input_index, record_index = problem.indices()
+    dt = jnp.asarray(problem.dt, default_float())
+
+    def loss(u, data):
+        currents, v_t, ca_t = data
         model = problem.space.model(u)
 
         def one(cur):
@@ -182,6 +187,7 @@ def make_loss(problem: FitProblem, split: str = "train") -> Callable:
             return v, ca
 
         v, ca = jax.vmap(one)(currents)
+        w_ca = problem.w_ca if ca_t is not None else 0.0
         return weighted_mse(v, v_t, ca, ca_t, w_v=problem.w_v, w_ca=w_ca, neuron_weights=problem.neuron_weights)
 
     return loss
@@ -282,12 +288,12 @@ def load_checkpoint(path: str | os.PathLike, like: FitState, fingerprint: str) -
 # ------------------------------------------------------------------------------------------------ the fit
 def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array):
     opt = settings.optimizer()
-    loss = make_loss(problem, "train")
-    grad_fn = jax.vmap(jax.value_and_grad(loss))
+    loss = make_loss(problem)
+    grad_fn = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None))
 
     @jax.jit
-    def step(u, opt_state, redraws, it):
-        losses, grads = grad_fn(u)
+    def step(u, opt_state, redraws, it, data):
+        losses, grads = grad_fn(u, data)
         updates, new_opt = jax.vmap(opt.update)(grads, opt_state, u)
         new_u = optax.apply_updates(u, updates)
 
@@ -311,10 +317,20 @@ def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array
     return opt, step
 
 
-def evaluate(problem: FitProblem, u, split: str = "train") -> np.ndarray:
-    """Loss of every member (u with a leading population axis) on one split."""
-    fn = jax.jit(jax.vmap(make_loss(problem, split)))
-    return np.asarray(fn(u))
+def evaluate(problem: FitProblem, u, split: str | Measurements = "train") -> np.ndarray:
+    """Loss of every member (u with a leading population axis) on one split ("train", "test" or measurements)."""
+    data = split if isinstance(split, Measurements) else getattr(problem, split)
+    if data is None:
+        raise ValueError(f"invalid split: got {split!r} but the problem has no such data. Use 'train'")
+    fn = _EVAL_CACHE.get(id(problem))
+    if fn is None or fn[0] is not problem:
+        fn = (problem, jax.jit(jax.vmap(make_loss(problem), in_axes=(0, None))))
+        _EVAL_CACHE.clear()
+        _EVAL_CACHE[id(problem)] = fn
+    return np.asarray(fn[1](tuple(u), _arrays(data)))
+
+
+_EVAL_CACHE: dict[int, tuple] = {}
 
 
 def fit_population(
@@ -372,8 +388,9 @@ def fit_population(
                TextColumn("{task.fields[info]}"))
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("fit", total=settings.iterations, completed=state.iteration, info="")
+        data = _arrays(problem.train)
         for it in range(state.iteration, settings.iterations):
-            u, opt_state, redraws, losses = step(u, opt_state, redraws, jnp.asarray(it))
+            u, opt_state, redraws, losses = step(u, opt_state, redraws, jnp.asarray(it), data)
             losses = np.asarray(losses)
             history[it] = losses
             if callback is not None:

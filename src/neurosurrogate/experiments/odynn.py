@@ -1,0 +1,252 @@
+"""ODYNN thesis experiments (chapter 4): fits of LI/SHH/CHH on noisy simulated data, tap withdrawal, locomotion.
+
+Each experiment is an :class:`OdynnExperiment` (thesis settings by default, a ``quick`` size for tests) and
+:func:`run_experiment` builds its target data, runs the population fit with checkpoints and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ..fit.population import FitProblem, FitResult, FitSettings, Measurements, fit_population
+from ..fit.report import write_fit_run
+from ..fit.space import ParameterSpace
+from ..models.circuit import load_circuit
+from ..models.neurons import neuron_model
+from ..simulate import simulate_population, stack_models
+from ._run import RunFolder
+
+
+@dataclasses.dataclass(frozen=True)
+class OdynnExperiment:
+    """One row of the thesis' experiments table.
+
+    Attributes:
+        name: experiment name (``li``, ``shh``, ``chh``, ``tap-withdrawal``, ...).
+        model: neuron model short name.
+        circuit: packaged circuit name or None for a single neuron.
+        grouped: share one neuron parameter set across the circuit.
+        population, iterations, lr, decay: optimiser settings (thesis table).
+        dt: time step, ms.
+        duration: stimulus length, ms.
+        n_train, n_test: number of train and test stimuli.
+        amplitude: largest input-current amplitude, uA/cm2.
+        noise: std of the Gaussian noise added to target records (mV, and Ca units) and to the currents the fit sees.
+        w_ca: weight of the calcium term (thesis eq. 3.20).
+        g_max: upper bound of synaptic conductances (circuits).
+        threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
+        thesis: the thesis' published result for the README table.
+    """
+
+    name: str
+    model: str = "LI"
+    circuit: str | None = None
+    grouped: bool = False
+    population: int = 100
+    iterations: int = 400
+    lr: float = 1.0
+    decay: float = 0.92
+    dt: float = 1.0
+    duration: float = 1200.0
+    n_train: int = 5
+    n_test: int = 5
+    amplitude: float = 20.0
+    noise: float = 1.5
+    w_ca: float = 0.0
+    g_max: float | None = None
+    threshold: float | None = None
+    checkpoint_every: int = 50
+    thesis: str = ""
+
+    def settings(self, seed: int = 0) -> FitSettings:
+        return FitSettings(population=self.population, iterations=self.iterations, lr=self.lr, decay=self.decay,
+                           seed=seed, checkpoint_every=self.checkpoint_every)
+
+
+EXPERIMENTS: dict[str, OdynnExperiment] = {
+    e.name: e
+    for e in (
+        OdynnExperiment("li", "LI", iterations=300, amplitude=20.0,
+                        thesis="best 12.46 mV^2; C_m 1.020, g_L 0.0998, E_L -59.40 (target 1, 0.1, -60)"),
+        OdynnExperiment("shh", "SHH", iterations=400, amplitude=5.0, thesis="best 104 mV^2; not identifiable"),
+        OdynnExperiment("chh", "CHH", iterations=500, amplitude=20.0, w_ca=1.0, thesis="best 5.17 (V and Ca)"),
+        OdynnExperiment("tap-withdrawal", "CHH", circuit="tap_withdrawal", population=50, iterations=700, dt=0.5,
+                        n_train=3, n_test=3, amplitude=20.0, noise=0.0, g_max=2.0, threshold=0.5,
+                        thesis="38 of 50 below 0.5 mV^2 in 2.5 h"),
+    )
+}
+
+#: sizes of the quick versions used by the test suite
+QUICK = {"population": 6, "iterations": 12, "duration": 300.0, "n_train": 2, "n_test": 2, "checkpoint_every": 5}
+
+
+def experiment(name: str, *, quick: bool = False, **overrides) -> OdynnExperiment:
+    """The experiment definition by name (``odynn-`` prefix optional), quick-sized if asked, with overrides."""
+    key = name.lower().removeprefix("odynn-")
+    if key not in EXPERIMENTS:
+        raise ValueError(f"invalid experiment: got {name!r}. Choose one of {sorted(EXPERIMENTS)}")
+    exp = EXPERIMENTS[key]
+    if quick:
+        exp = dataclasses.replace(exp, **QUICK)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(exp, **overrides)
+
+
+def box_currents(n: int, duration: float, dt: float, amplitude: float, n_inputs: int = 1, seed: int = 0):
+    """``n`` input currents made of one to three box pulses (as in the thesis' examples), shape (n, time, inputs).
+
+    Example: ``10 * ((t > 200) & (t < 600)) + 20 * ((t > 800) & (t < 1000))``.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(duration / dt))) * dt
+    out = np.zeros((n, t.size, n_inputs))
+    for i in range(n):
+        for k in range(n_inputs):
+            for _ in range(rng.integers(1, 4)):
+                start = rng.uniform(0.05, 0.75) * duration
+                stop = start + rng.uniform(0.08, 0.35) * duration
+                out[i, :, k] += rng.uniform(0.3, 1.0) * amplitude * ((t > start) & (t < stop))
+    return out
+
+
+def _target_model(exp: OdynnExperiment):
+    if exp.circuit is None:
+        return neuron_model(exp.model).default(1)
+    return load_circuit(exp.circuit, neuron=exp.model, grouped=exp.grouped)
+
+
+def build_problem(exp: OdynnExperiment, seed: int = 0, fixed: tuple[str, ...] = ()) -> tuple[FitProblem, Any, dict]:
+    """Target model, simulated (noisy) data and the fit problem of an experiment.
+
+    Returns:
+        (problem, target model, clean data {"train": Measurements, "test": Measurements}).
+    """
+    target = _target_model(exp)
+    n_inputs = len(target.sensors) if exp.circuit is not None else 1
+    record = target.outputs if exp.circuit is not None else None
+    cur = box_currents(exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, n_inputs, seed=1000 + seed)
+    traj = simulate_population(stack_models([target]), cur, dt=exp.dt, record=record)
+    v = np.asarray(traj.V[0], float)
+    ca = None if traj.Ca is None else np.asarray(traj.Ca[0], float)
+    rng = np.random.default_rng(2000 + seed)
+
+    def noisy(x):
+        return None if x is None else (x + rng.normal(0.0, exp.noise, x.shape) if exp.noise else x)
+
+    v_n, ca_n, cur_n = noisy(v), noisy(ca), noisy(cur)
+    split = exp.n_train
+
+    def meas(a, b, c, sl):
+        return Measurements(a[sl], b[sl], None if c is None else c[sl])
+
+    train = meas(cur_n, v_n, ca_n, slice(0, split))
+    test = meas(cur_n, v_n, ca_n, slice(split, None)) if exp.n_test else None
+    clean = {"train": meas(cur, v, ca, slice(0, split)), "test": meas(cur, v, ca, slice(split, None))}
+    space = ParameterSpace(target, g_max=exp.g_max, fixed=fixed)
+    problem = FitProblem(space, train, test, dt=exp.dt, record=record, w_ca=exp.w_ca if ca is not None else 0.0)
+    return problem, target, clean
+
+
+def run_experiment(
+    exp: OdynnExperiment,
+    out: str | Path,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    callback=None,
+    problem: FitProblem | None = None,
+    fixed: tuple[str, ...] = (),
+) -> tuple[FitResult, dict]:
+    """Run one experiment and write its run folder (config, checkpoint, figures, metrics, report).
+
+    Args:
+        exp: the experiment definition (see :func:`experiment`).
+        out: run folder.
+        seed: seed of the population draw and of the data noise.
+        resume: continue from ``out/checkpoint.npz``.
+        progress: Rich progress bar.
+        callback: forwarded to :func:`~neurosurrogate.fit.fit_population`.
+        problem: a prebuilt problem (e.g. from a dataset) instead of the experiment's simulated data.
+        fixed: parameters kept at the target's (default) values.
+
+    Returns:
+        (fit result, metrics dict).
+    """
+    config = {"experiment": dataclasses.asdict(exp), "seed": seed, "fixed": list(fixed),
+              "backend": jax.default_backend()}
+    run = RunFolder(out, config)
+    if problem is None:
+        problem, target, _ = build_problem(exp, seed, fixed=fixed)
+    else:
+        target = None
+    run.log.info("fitting %s: %d free parameters, %s", exp.name, problem.space.size, problem.space.describe())
+    result = fit_population(problem, exp.settings(seed), checkpoint=run.path / "checkpoint.npz", resume=resume,
+                            progress=progress, callback=callback)
+    extra: dict[str, Any] = {"experiment": exp.name, "noise_std": exp.noise, "thesis": exp.thesis}
+    if target is not None and exp.circuit is None and exp.model.upper() == "LI":
+        best = result.best_parameters()
+        extra["relative_errors"] = {k: abs(best[k][0] / float(np.asarray(getattr(target, k))[0]) - 1.0)
+                                    for k in ("C_m", "g_L", "E_L")}
+    metrics = write_fit_run(run, result, title=f"ODYNN {exp.name}", target=target, threshold=exp.threshold,
+                            extra_metrics=extra,
+                            notes=f"Gaussian noise std {exp.noise} on target records and fitted input currents.")
+    return result, metrics
+
+
+def describe_experiments() -> Mapping[str, str]:
+    """Name -> one-line description for the CLI."""
+    return {k: f"{e.model}{' on ' + e.circuit if e.circuit else ''}: {e.thesis}" for k, e in EXPERIMENTS.items()}
+
+
+def problem_from_dataset(
+    path: str | Path,
+    exp: OdynnExperiment,
+    *,
+    fixed: tuple[str, ...] = (),
+    record: tuple[str, ...] | None = None,
+) -> FitProblem:
+    """A fit problem from a trajectories store (Zarr: V, current, optional Ca over sample/time/channel).
+
+    The first ``exp.n_train`` samples train, the next ``exp.n_test`` test. ``dt`` comes from the store's ``dt``
+    attribute and the target stride from ``sample_dt / dt``.
+    """
+    from ..data.store import load_dataset
+
+    ds = load_dataset(path, variables=["V", "current"], dims=["sample", "time", "channel"])
+    n = ds.sizes["sample"]
+    if exp.n_train + exp.n_test > n:
+        raise ValueError(
+            f"invalid --n-train/--n-test: got {exp.n_train} + {exp.n_test} but {path} holds {n} samples. "
+            "Ask for fewer stimuli"
+        )
+    dt = float(ds.attrs.get("dt", exp.dt))
+    stride = max(1, int(round(float(ds.attrs.get("sample_dt", dt)) / dt)))
+    cur = np.asarray(ds["current"].values, float)
+    if stride > 1:
+        cur = np.repeat(cur, stride, axis=1)
+    v = np.asarray(ds["V"].values, float)
+    ca = np.asarray(ds["Ca"].values, float) if "Ca" in ds else None
+    template = _target_model(exp)
+    channels = tuple(str(c) for c in ds["channel"].values)
+    if record is None and exp.circuit is not None:
+        record = channels
+    if exp.circuit is None and len(channels) != template.n:
+        template = neuron_model(exp.model).default(len(channels))
+
+    def meas(sl):
+        return Measurements(cur[sl], v[sl], None if ca is None else ca[sl])
+
+    train = meas(slice(0, exp.n_train))
+    test = meas(slice(exp.n_train, exp.n_train + exp.n_test)) if exp.n_test else None
+    space = ParameterSpace(template, g_max=exp.g_max, fixed=fixed)
+    problem = FitProblem(space, train, test, dt=dt, record=record, stride=stride,
+                         w_ca=exp.w_ca if ca is not None else 0.0)
+    problem.check()
+    return problem
