@@ -18,7 +18,7 @@ def weighted_mse(v, v_target, ca=None, ca_target=None, *, w_v: float = 1.0, w_ca
         The loss, shape ``(...)`` (mV^2 when only the voltage is weighted).
     """
     n = v.shape[-1]
-    w_n = jnp.ones((n,), v.dtype) if neuron_weights is None else jnp.asarray(neuron_weights, v.dtype)
+    w_n = jnp.ones((n,)) if neuron_weights is None else jnp.asarray(neuron_weights)
 
     def term(x, y):
         return jnp.mean(jnp.mean((x - y) ** 2 * w_n, axis=(-1, -2)), axis=-1)
