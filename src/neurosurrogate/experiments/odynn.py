@@ -72,7 +72,7 @@ class OdynnExperiment:
 EXPERIMENTS: dict[str, OdynnExperiment] = {
     e.name: e
     for e in (
-        OdynnExperiment("li", "LI", iterations=300, amplitude=20.0,
+        OdynnExperiment("li", "LI", iterations=300, amplitude=40.0,
                         thesis="best 12.46 mV^2; C_m 1.020, g_L 0.0998, E_L -59.40 (target 1, 0.1, -60)"),
         OdynnExperiment("shh", "SHH", iterations=400, amplitude=5.0, thesis="best 104 mV^2; not identifiable"),
         OdynnExperiment("chh", "CHH", iterations=500, amplitude=20.0, w_ca=1.0, thesis="best 5.17 (V and Ca)"),
