@@ -97,6 +97,19 @@ def _register(name: str) -> None:
     reproduce_app.command(f"odynn-{name}")(command)
 
 
+@reproduce_app.command("odynn-lstm")
+def lstm_command(
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/odynn-lstm"),
+    quick: Annotated[bool, typer.Option(help="tiny size for smoke tests")] = False,
+    iterations: Annotated[int | None, typer.Option(help="override the number of iterations (default 600)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed (same data as odynn-chh with this seed)")] = 0,
+) -> None:
+    """ODYNN lstm: a 2 x 50 LSTM neuron on the CHH experiment's data (thesis: loss 6.14 beside CHH's 5.17)."""
+    from ..experiments.odynn import run_lstm_experiment
+
+    _print_metrics(run_lstm_experiment(out, quick=quick, iterations=iterations, seed=seed), out)
+
+
 def _register_all() -> None:
     from ..experiments.odynn import EXPERIMENTS
 

@@ -250,3 +250,64 @@ def problem_from_dataset(
                          w_ca=exp.w_ca if ca is not None else 0.0)
     problem.check()
     return problem
+
+
+def run_lstm_experiment(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    iterations: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Thesis 4.2.4: a 2 x 50 LSTM neuron trained on the CHH experiment's noisy data (same seed, same splits).
+
+    Writes config.json, lstm_neuron.eqx (``eqx.tree_serialise_leaves``), figures, metrics.json and report.html.
+    """
+    import equinox as eqx
+    import matplotlib.pyplot as plt
+
+    from ..report.html import write_report
+    from ..surrogates.lstm_neuron import _traces, train_lstm_neuron
+
+    chh = experiment("chh", quick=quick)
+    iterations = iterations or (10 if quick else 600)
+    config = {"experiment": "lstm", "data": dataclasses.asdict(chh), "iterations": iterations, "lr": 0.01,
+              "decay": 0.95, "layers": 2, "hidden": 50, "seed": seed}
+    run = RunFolder(out, config)
+    problem, _, _ = build_problem(chh, seed)
+    model, info = train_lstm_neuron(problem.train, problem.test, iterations=iterations, seed=seed,
+                                    hidden=8 if quick else 50, progress=progress)
+    eqx.tree_serialise_leaves(run.path / "lstm_neuron.eqx", model)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(info["history"])
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("train loss")
+    fig.tight_layout()
+    fig.savefig(run.figure("losses"), dpi=90)
+    plt.close(fig)
+    figures = [("train loss", run.figure("losses"))]
+    for split in ("train", "test"):
+        data = getattr(problem, split)
+        v, ca = (np.asarray(x) for x in _traces(model, jax.numpy.asarray(data.currents, "float32")))
+        s = v.shape[0]
+        fig, axes = plt.subplots(2, s, figsize=(3.2 * s, 4.4), squeeze=False, sharex=True)
+        for j in range(s):
+            axes[0, j].plot(data.V[j], color="tab:red", lw=0.6)
+            axes[0, j].plot(v[j], color="tab:blue", lw=0.9)
+            axes[1, j].plot(data.Ca[j], color="tab:red", lw=0.6)
+            axes[1, j].plot(ca[j], color="tab:blue", lw=0.9)
+        axes[0, 0].set_ylabel("V (mV)")
+        axes[1, 0].set_ylabel("Ca")
+        fig.suptitle(f"LSTM neuron, {split} (red: target, blue: LSTM)")
+        fig.tight_layout()
+        fig.savefig(run.figure(f"lstm_{split}"), dpi=80)
+        plt.close(fig)
+        figures.append((f"{split} stimuli", run.figure(f"lstm_{split}")))
+    metrics = {"experiment": "lstm", "train_loss": info["train_loss"], "test_loss": info["test_loss"],
+               "iterations": iterations, "wall_time_s": info["wall_time_s"], "noise_std": chh.noise,
+               "thesis": "LSTM loss 6.14 beside CHH 5.17"}
+    run.write_metrics(metrics)
+    write_report(run.path / "report.html", "ODYNN LSTM neuron on the CHH data", [("Metrics", metrics),
+                                                                                 ("Figures", figures)])
+    return metrics
