@@ -110,6 +110,34 @@ def lstm_command(
     _print_metrics(run_lstm_experiment(out, quick=quick, iterations=iterations, seed=seed), out)
 
 
+@reproduce_app.command("odynn-calcium")
+def calcium_command(
+    out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/odynn-calcium"),
+    nwb: Annotated[Path | None, typer.Option(help="NWB recording; default: a synthetic one from a simulated neuron")]
+    = None,
+    series: Annotated[str | None, typer.Option(help="time-series name inside the NWB file")] = None,
+    roi: Annotated[int, typer.Option(help="ROI column of a multi-ROI series")] = 0,
+    on_current: Annotated[float, typer.Option(help="'on' input current, uA/cm2 (thesis: 0.5-10)")] = 10.0,
+    minutes: Annotated[float | None, typer.Option(help="use this many minutes of the recording (thesis: 33)")] = None,
+    quick: Annotated[bool, typer.Option(help="tiny size for smoke tests")] = False,
+    population: Annotated[int | None, typer.Option(help="override the population size (100)")] = None,
+    iterations: Annotated[int | None, typer.Option(help="override the number of iterations (400)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
+) -> None:
+    """ODYNN calcium: CHH fitted to a fluorescence trace (NWB) at its sampling interval (thesis: best loss 1.03)."""
+    from ..experiments.odynn import run_calcium_experiment
+
+    try:
+        _, metrics = run_calcium_experiment(out, nwb=nwb, series=series, roi=roi, on_current=on_current,
+                                            minutes=minutes, quick=quick, population=population,
+                                            iterations=iterations, seed=seed, resume=resume)
+    except (ValueError, ImportError) as err:
+        _console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    _print_metrics(metrics, out)
+
+
 def _register_all() -> None:
     from ..experiments.odynn import EXPERIMENTS
 
