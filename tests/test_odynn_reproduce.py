@@ -82,3 +82,21 @@ def test_calcium_quick_from_nwb(tmp_path):
     bad = runner.invoke(app, ["reproduce", "odynn-calcium", "--nwb", str(path), "--series", "XYZ",
                               "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "invalid series" in bad.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["forward-locomotion-grouped"])
+def test_forward_locomotion_quick(tmp_path, name):
+    # compiling the gradient of the 39-neuron circuit dominates (about a minute on 2 cores)
+    _invoke("reproduce", f"odynn-{name}", "--quick", "--out", tmp_path / name)
+    metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert metrics["free_parameters"] == 566 and np.isfinite(metrics["best_train_loss"])
+
+
+def test_forward_locomotion_sizes():
+    from neurosurrogate.experiments.odynn import build_problem, experiment, travelling_wave
+
+    problem, _, _ = build_problem(experiment("forward-locomotion", quick=True))
+    assert problem.space.size == 1630 and problem.train.V.shape[-1] == 39
+    wave = travelling_wave(200.0, 1.0, 3)
+    np.testing.assert_allclose(wave[100:, 1], wave[36:136, 0], atol=1e-9)  # 64 ms later
