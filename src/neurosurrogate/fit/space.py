@@ -31,6 +31,10 @@ def _neuron_ranges(module: AbstractNeuron) -> dict[str, tuple]:
     return out
 
 
+#: synapse ranges of the thesis' circuit fits (tables A.8, A.9): (lower, upper, init low, init high)
+_THESIS_SYNAPSE = {"mdp": (-np.inf, np.inf, -50.0, 60.0), "scale": (0.1, np.inf, 0.1, 100.0)}
+
+
 def _synapse_ranges(module: ChemicalSynapses | GapJunctions, g_max: float | None) -> dict[str, tuple]:
     lower, upper = module.bounds()
     out = {}
@@ -43,6 +47,12 @@ def _synapse_ranges(module: ChemicalSynapses | GapJunctions, g_max: float | None
             ihi = np.full(shape, float(g_max))
         if name == "E":  # excitatory / inhibitory synapses keep their sign: draw inside their own bounds
             ilo, ihi = lo.copy(), hi.copy()
+        if isinstance(module, ChemicalSynapses) and name in _THESIS_SYNAPSE:
+            # thesis tables A.8 / A.9: every synapse gets the same ranges (the packaged presets, with their negative
+            # slope for SYNAPSE_inhib2, only matter as fixed values)
+            lo_t, hi_t, ilo_t, ihi_t = _THESIS_SYNAPSE[name]
+            lo, hi = np.full(shape, lo_t), np.full(shape, hi_t)
+            ilo, ihi = np.full(shape, ilo_t), np.full(shape, ihi_t)
         out[name] = (lo, hi, ilo, ihi)
     return out
 
