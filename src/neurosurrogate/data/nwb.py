@@ -46,7 +46,7 @@ def write_fluorescence_nwb(path: str | os.PathLike, trace, sample_interval_ms: f
     nwb.add_acquisition(pynwb.TimeSeries(name=name, data=trace, unit=unit, rate=1000.0 / float(sample_interval_ms),
                                          starting_time=0.0, description=description))
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".tmp-{path.name}")
     with pynwb.NWBHDF5IO(str(tmp), "w") as io:
         io.write(nwb)
     os.replace(tmp, path)
