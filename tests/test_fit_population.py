@@ -23,7 +23,11 @@ def _li_problem(noise=0.0):
 def test_staircase_schedule():
     s = FitSettings(lr=1.0, decay=0.92)
     sched = __import__("optax").exponential_decay(s.lr, s.decay_every, s.decay, staircase=True)
-    assert float(sched(8)) == 1.0 and abs(float(sched(9)) - 0.92) < 1e-7 and abs(float(sched(20)) - 0.92**2) < 1e-7
+    assert (
+        float(sched(8)) == 1.0
+        and abs(float(sched(9)) - 0.92) < 1e-7
+        and abs(float(sched(20)) - 0.92**2) < 1e-7
+    )
 
 
 def test_settings_errors():
@@ -35,9 +39,15 @@ def test_settings_errors():
 
 def test_li_recovers_parameters():
     problem = _li_problem(noise=0.5)
-    result = fit_population(problem, FitSettings(population=24, iterations=150, checkpoint_every=0), progress=False)
+    result = fit_population(
+        problem, FitSettings(population=24, iterations=150, checkpoint_every=0), progress=False
+    )
     best = result.best_parameters()
-    assert abs(best["C_m"][0] - 1.0) < 0.03 and abs(best["g_L"][0] - 0.1) < 0.003 and abs(best["E_L"][0] + 60) < 0.6
+    assert (
+        abs(best["C_m"][0] - 1.0) < 0.03
+        and abs(best["g_L"][0] - 0.1) < 0.003
+        and abs(best["E_L"][0] + 60) < 0.6
+    )
     assert result.train_history.shape == (150, 24)
 
 
@@ -46,10 +56,16 @@ def test_nan_member_is_redrawn_without_stopping_others():
     space = problem.space
     u = [np.array(x) for x in space.sample(jax.random.PRNGKey(3), 6)]
     u[0][2] = np.nan  # member 2 starts with a NaN capacitance
-    result = fit_population(problem, FitSettings(population=6, iterations=10, checkpoint_every=0), progress=False,
-                            init_u=[jnp.asarray(x) for x in u])
+    result = fit_population(
+        problem,
+        FitSettings(population=6, iterations=10, checkpoint_every=0),
+        progress=False,
+        init_u=[jnp.asarray(x) for x in u],
+    )
     assert result.redraws.tolist() == [0, 0, 1, 0, 0, 0]
-    assert np.isnan(result.train_history[0, 2]) and np.isfinite(result.train_history[0, [0, 1, 3, 4, 5]]).all()
+    assert (
+        np.isnan(result.train_history[0, 2]) and np.isfinite(result.train_history[0, [0, 1, 3, 4, 5]]).all()
+    )
     assert np.isfinite(result.train_loss).all()
 
 
@@ -72,8 +88,13 @@ def test_resume_is_exact(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     # a checkpoint of other settings is refused with a clear message
     with pytest.raises(ValueError, match="invalid checkpoint"):
-        fit_population(problem, FitSettings(population=5, iterations=21, checkpoint_every=5, seed=7),
-                       checkpoint=tmp_path / "b.npz", resume=True, progress=False)
+        fit_population(
+            problem,
+            FitSettings(population=5, iterations=21, checkpoint_every=5, seed=7),
+            checkpoint=tmp_path / "b.npz",
+            resume=True,
+            progress=False,
+        )
 
 
 def test_problem_shape_errors():

@@ -49,7 +49,9 @@ def test_space_sample_inside_init_ranges_and_fixed():
         if name == "C_m":
             assert np.all(x == 20.0)
         else:
-            assert x.min() >= s.init[0] - 1e-3 * abs(s.init[0]) - 1e-6 and x.max() <= s.init[1] + 1e-3 * abs(s.init[1])
+            assert x.min() >= s.init[0] - 1e-3 * abs(s.init[0]) - 1e-6 and x.max() <= s.init[1] + 1e-3 * abs(
+                s.init[1]
+            )
 
 
 def test_space_errors():
@@ -83,5 +85,7 @@ def test_weighted_mse_is_thesis_eq_3_20():
     v, vt, ca, cat = (rng.normal(size=(2, 5, 3)) for _ in range(4))
     w_n = np.array([1.0, 2.0, 0.5])
     got = weighted_mse(v, vt, ca, cat, w_v=1.0, w_ca=3.0, neuron_weights=w_n)
-    per_stim = [((w_n * (v[s] - vt[s]) ** 2).sum() + 3.0 * (w_n * (ca[s] - cat[s]) ** 2).sum()) / 15 for s in range(2)]
+    per_stim = [
+        ((w_n * (v[s] - vt[s]) ** 2).sum() + 3.0 * (w_n * (ca[s] - cat[s]) ** 2).sum()) / 15 for s in range(2)
+    ]
     np.testing.assert_allclose(got, np.mean(per_stim), rtol=1e-5)

@@ -38,8 +38,27 @@ def test_reproduce_quick(tmp_path, name):
 
 
 def test_fit_command_resume_and_errors(tmp_path):
-    args = ["fit", "--model", "LI", "--population", "4", "--iterations", "6", "--duration", "200", "--n-train", "1",
-            "--n-test", "1", "--checkpoint-every", "3", "--fixed", "E_L", "--out", tmp_path / "a"]
+    args = [
+        "fit",
+        "--model",
+        "LI",
+        "--population",
+        "4",
+        "--iterations",
+        "6",
+        "--duration",
+        "200",
+        "--n-train",
+        "1",
+        "--n-test",
+        "1",
+        "--checkpoint-every",
+        "3",
+        "--fixed",
+        "E_L",
+        "--out",
+        tmp_path / "a",
+    ]
     _invoke(*args)
     first = json.loads((tmp_path / "a" / "best_params.json").read_text())
     assert first["E_L"] == [-60.0]
@@ -79,8 +98,10 @@ def test_calcium_quick_from_nwb(tmp_path):
     assert interval == pytest.approx(340.0) and trace.shape == (176,)
     _invoke("reproduce", "odynn-calcium", "--quick", "--nwb", path, "--out", tmp_path / "ca")
     _check_run(tmp_path / "ca")
-    bad = runner.invoke(app, ["reproduce", "odynn-calcium", "--nwb", str(path), "--series", "XYZ",
-                              "--out", str(tmp_path / "bad")])
+    bad = runner.invoke(
+        app,
+        ["reproduce", "odynn-calcium", "--nwb", str(path), "--series", "XYZ", "--out", str(tmp_path / "bad")],
+    )
     assert bad.exit_code == 2 and "invalid series" in bad.output
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +23,9 @@ def _print_metrics(metrics: dict, out: Path) -> None:
     _console.print(table)
 
 
-def _run(exp, out: Path, seed: int, resume: bool, fixed: tuple[str, ...] = (), data: Path | None = None) -> None:
+def _run(
+    exp, out: Path, seed: int, resume: bool, fixed: tuple[str, ...] = (), data: Path | None = None
+) -> None:
     from ..experiments.odynn import problem_from_dataset, run_experiment
 
     try:
@@ -39,9 +40,13 @@ def _run(exp, out: Path, seed: int, resume: bool, fixed: tuple[str, ...] = (), d
 @app.command("fit")
 def fit_command(
     model: Annotated[str, typer.Option(help="neuron model: LI, SHH or CHH")] = "CHH",
-    circuit: Annotated[str | None, typer.Option(help="packaged circuit (tap_withdrawal, forward_locomotion)")] = None,
+    circuit: Annotated[
+        str | None, typer.Option(help="packaged circuit (tap_withdrawal, forward_locomotion)")
+    ] = None,
     grouped: Annotated[bool, typer.Option(help="share one neuron parameter set across the circuit")] = False,
-    data: Annotated[Path | None, typer.Option(help="trajectories store (Zarr) to fit; default: simulated data")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="trajectories store (Zarr) to fit; default: simulated data")
+    ] = None,
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/fit"),
     population: Annotated[int, typer.Option(help="members trained in parallel")] = 100,
     iterations: Annotated[int, typer.Option(help="Adam steps")] = 400,
@@ -55,7 +60,9 @@ def fit_command(
     noise: Annotated[float, typer.Option(help="std of Gaussian noise on targets and fitted currents")] = 1.5,
     w_ca: Annotated[float, typer.Option(help="weight of the calcium term")] = 0.0,
     g_max: Annotated[float | None, typer.Option(help="upper bound of synaptic conductances")] = None,
-    fixed: Annotated[list[str] | None, typer.Option(help="parameter kept at its default (repeatable)")] = None,
+    fixed: Annotated[
+        list[str] | None, typer.Option(help="parameter kept at its default (repeatable)")
+    ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="iterations between checkpoints")] = 50,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
@@ -65,9 +72,23 @@ def fit_command(
 
     try:
         exp = OdynnExperiment(
-            name="fit", model=model, circuit=circuit, grouped=grouped, population=population, iterations=iterations,
-            lr=lr, decay=decay, dt=dt, duration=duration, n_train=n_train, n_test=n_test, amplitude=amplitude,
-            noise=noise, w_ca=w_ca, g_max=g_max, checkpoint_every=checkpoint_every,
+            name="fit",
+            model=model,
+            circuit=circuit,
+            grouped=grouped,
+            population=population,
+            iterations=iterations,
+            lr=lr,
+            decay=decay,
+            dt=dt,
+            duration=duration,
+            n_train=n_train,
+            n_test=n_test,
+            amplitude=amplitude,
+            noise=noise,
+            w_ca=w_ca,
+            g_max=g_max,
+            checkpoint_every=checkpoint_every,
         )
         exp.settings(seed)
     except ValueError as err:
@@ -93,7 +114,9 @@ def _register(name: str) -> None:
 
         _run(experiment(name, quick=quick, population=population, iterations=iterations), out, seed, resume)
 
-    command.__doc__ = f"ODYNN {name}: {exp.model}{' on ' + exp.circuit if exp.circuit else ''} (thesis: {exp.thesis})."
+    command.__doc__ = (
+        f"ODYNN {name}: {exp.model}{' on ' + exp.circuit if exp.circuit else ''} (thesis: {exp.thesis})."
+    )
     reproduce_app.command(f"odynn-{name}")(command)
 
 
@@ -101,7 +124,9 @@ def _register(name: str) -> None:
 def lstm_command(
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/odynn-lstm"),
     quick: Annotated[bool, typer.Option(help="tiny size for smoke tests")] = False,
-    iterations: Annotated[int | None, typer.Option(help="override the number of iterations (default 600)")] = None,
+    iterations: Annotated[
+        int | None, typer.Option(help="override the number of iterations (default 600)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="random seed (same data as odynn-chh with this seed)")] = 0,
 ) -> None:
     """ODYNN lstm: a 2 x 50 LSTM neuron on the CHH experiment's data (thesis: loss 6.14 beside CHH's 5.17)."""
@@ -113,12 +138,15 @@ def lstm_command(
 @reproduce_app.command("odynn-calcium")
 def calcium_command(
     out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/odynn-calcium"),
-    nwb: Annotated[Path | None, typer.Option(help="NWB recording; default: a synthetic one from a simulated neuron")]
-    = None,
+    nwb: Annotated[
+        Path | None, typer.Option(help="NWB recording; default: a synthetic one from a simulated neuron")
+    ] = None,
     series: Annotated[str | None, typer.Option(help="time-series name inside the NWB file")] = None,
     roi: Annotated[int, typer.Option(help="ROI column of a multi-ROI series")] = 0,
     on_current: Annotated[float, typer.Option(help="'on' input current, uA/cm2 (thesis: 0.5-10)")] = 10.0,
-    minutes: Annotated[float | None, typer.Option(help="use this many minutes of the recording (thesis: 33)")] = None,
+    minutes: Annotated[
+        float | None, typer.Option(help="use this many minutes of the recording (thesis: 33)")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="tiny size for smoke tests")] = False,
     population: Annotated[int | None, typer.Option(help="override the population size (100)")] = None,
     iterations: Annotated[int | None, typer.Option(help="override the number of iterations (400)")] = None,
@@ -129,9 +157,19 @@ def calcium_command(
     from ..experiments.odynn import run_calcium_experiment
 
     try:
-        _, metrics = run_calcium_experiment(out, nwb=nwb, series=series, roi=roi, on_current=on_current,
-                                            minutes=minutes, quick=quick, population=population,
-                                            iterations=iterations, seed=seed, resume=resume)
+        _, metrics = run_calcium_experiment(
+            out,
+            nwb=nwb,
+            series=series,
+            roi=roi,
+            on_current=on_current,
+            minutes=minutes,
+            quick=quick,
+            population=population,
+            iterations=iterations,
+            seed=seed,
+            resume=resume,
+        )
     except (ValueError, ImportError) as err:
         _console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from None
@@ -146,4 +184,3 @@ def _register_all() -> None:
 
 
 _register_all()
-

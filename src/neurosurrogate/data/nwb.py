@@ -21,8 +21,15 @@ def _pynwb():
     return pynwb
 
 
-def write_fluorescence_nwb(path: str | os.PathLike, trace, sample_interval_ms: float, *, name: str = "AVA",
-                           unit: str = "dF/F", description: str = "") -> Path:
+def write_fluorescence_nwb(
+    path: str | os.PathLike,
+    trace,
+    sample_interval_ms: float,
+    *,
+    name: str = "AVA",
+    unit: str = "dF/F",
+    description: str = "",
+) -> Path:
     """Write one fluorescence trace as a ``TimeSeries`` in the acquisition group of a new NWB file.
 
     Args:
@@ -40,11 +47,24 @@ def write_fluorescence_nwb(path: str | os.PathLike, trace, sample_interval_ms: f
     if trace.ndim != 1 or trace.size < 2 or not np.isfinite(trace).all():
         raise ValueError(f"invalid trace: got shape {trace.shape}. Give a finite 1-D fluorescence trace")
     if not sample_interval_ms > 0:
-        raise ValueError(f"invalid sample_interval_ms: got {sample_interval_ms!r}. Give a positive interval in ms")
-    nwb = pynwb.NWBFile(session_description=description or "fluorescence trace", identifier=f"neurosurrogate-{name}",
-                        session_start_time=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
-    nwb.add_acquisition(pynwb.TimeSeries(name=name, data=trace, unit=unit, rate=1000.0 / float(sample_interval_ms),
-                                         starting_time=0.0, description=description))
+        raise ValueError(
+            f"invalid sample_interval_ms: got {sample_interval_ms!r}. Give a positive interval in ms"
+        )
+    nwb = pynwb.NWBFile(
+        session_description=description or "fluorescence trace",
+        identifier=f"neurosurrogate-{name}",
+        session_start_time=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+    )
+    nwb.add_acquisition(
+        pynwb.TimeSeries(
+            name=name,
+            data=trace,
+            unit=unit,
+            rate=1000.0 / float(sample_interval_ms),
+            starting_time=0.0,
+            description=description,
+        )
+    )
     path = Path(path)
     tmp = path.with_name(f".tmp-{path.name}")
     with pynwb.NWBHDF5IO(str(tmp), "w") as io:
@@ -76,7 +96,9 @@ def _series(nwb, name: str | None):
     return found[name]
 
 
-def read_fluorescence_nwb(path: str | os.PathLike, series: str | None = None, roi: int = 0) -> tuple[np.ndarray, float]:
+def read_fluorescence_nwb(
+    path: str | os.PathLike, series: str | None = None, roi: int = 0
+) -> tuple[np.ndarray, float]:
     """Read a fluorescence trace and its sampling interval from an NWB file.
 
     Args:

@@ -68,33 +68,96 @@ class OdynnExperiment:
     thesis: str = ""
 
     def settings(self, seed: int = 0) -> FitSettings:
-        return FitSettings(population=self.population, iterations=self.iterations, lr=self.lr, decay=self.decay,
-                           seed=seed, checkpoint_every=self.checkpoint_every)
+        return FitSettings(
+            population=self.population,
+            iterations=self.iterations,
+            lr=self.lr,
+            decay=self.decay,
+            seed=seed,
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 EXPERIMENTS: dict[str, OdynnExperiment] = {
     e.name: e
     for e in (
-        OdynnExperiment("li", "LI", iterations=300, amplitude=40.0,
-                        thesis="best 12.46 mV^2; C_m 1.020, g_L 0.0998, E_L -59.40 (target 1, 0.1, -60)"),
-        OdynnExperiment("shh", "SHH", iterations=400, amplitude=5.0, thesis="best 104 mV^2; not identifiable"),
-        OdynnExperiment("chh", "CHH", iterations=500, amplitude=20.0, w_ca=1.0, thesis="best 5.17 (V and Ca)"),
-        OdynnExperiment("tap-withdrawal", "CHH", circuit="tap_withdrawal", population=50, iterations=700, dt=0.5,
-                        n_train=3, n_test=3, amplitude=20.0, noise=0.0, g_max=2.0, threshold=0.5,
-                        thesis="38 of 50 below 0.5 mV^2 in 2.5 h"),
-        OdynnExperiment("forward-locomotion", "CHH", circuit="forward_locomotion", population=10, iterations=1400,
-                        lr=0.4, decay=0.95, dt=0.2, duration=5000.0, n_train=1, n_test=0, amplitude=5.0, noise=1.0,
-                        target="wave", checkpoint_every=20,
-                        thesis="losses 79-124 (CHH full: 117 on Lung's target, 90.4 redefined); 29 h"),
-        OdynnExperiment("forward-locomotion-grouped", "CHH", circuit="forward_locomotion", grouped=True,
-                        population=10, iterations=1400, lr=0.4, decay=0.95, dt=0.2, duration=5000.0, n_train=1,
-                        n_test=0, amplitude=5.0, noise=1.0, target="wave", checkpoint_every=20,
-                        thesis="CHH grouped: 79.4 on Lung's target, 99.2 redefined; 29 h"),
+        OdynnExperiment(
+            "li",
+            "LI",
+            iterations=300,
+            amplitude=40.0,
+            thesis="best 12.46 mV^2; C_m 1.020, g_L 0.0998, E_L -59.40 (target 1, 0.1, -60)",
+        ),
+        OdynnExperiment(
+            "shh", "SHH", iterations=400, amplitude=5.0, thesis="best 104 mV^2; not identifiable"
+        ),
+        OdynnExperiment(
+            "chh", "CHH", iterations=500, amplitude=20.0, w_ca=1.0, thesis="best 5.17 (V and Ca)"
+        ),
+        OdynnExperiment(
+            "tap-withdrawal",
+            "CHH",
+            circuit="tap_withdrawal",
+            population=50,
+            iterations=700,
+            dt=0.5,
+            n_train=3,
+            n_test=3,
+            amplitude=20.0,
+            noise=0.0,
+            g_max=2.0,
+            threshold=0.5,
+            thesis="38 of 50 below 0.5 mV^2 in 2.5 h",
+        ),
+        OdynnExperiment(
+            "forward-locomotion",
+            "CHH",
+            circuit="forward_locomotion",
+            population=10,
+            iterations=1400,
+            lr=0.4,
+            decay=0.95,
+            dt=0.2,
+            duration=5000.0,
+            n_train=1,
+            n_test=0,
+            amplitude=5.0,
+            noise=1.0,
+            target="wave",
+            checkpoint_every=20,
+            thesis="losses 79-124 (CHH full: 117 on Lung's target, 90.4 redefined); 29 h",
+        ),
+        OdynnExperiment(
+            "forward-locomotion-grouped",
+            "CHH",
+            circuit="forward_locomotion",
+            grouped=True,
+            population=10,
+            iterations=1400,
+            lr=0.4,
+            decay=0.95,
+            dt=0.2,
+            duration=5000.0,
+            n_train=1,
+            n_test=0,
+            amplitude=5.0,
+            noise=1.0,
+            target="wave",
+            checkpoint_every=20,
+            thesis="CHH grouped: 79.4 on Lung's target, 99.2 redefined; 29 h",
+        ),
     )
 }
 
 #: sizes of the quick versions used by the test suite
-QUICK = {"population": 6, "iterations": 12, "duration": 300.0, "n_train": 2, "n_test": 2, "checkpoint_every": 5}
+QUICK = {
+    "population": 6,
+    "iterations": 12,
+    "duration": 300.0,
+    "n_train": 2,
+    "n_test": 2,
+    "checkpoint_every": 5,
+}
 
 
 def experiment(name: str, *, quick: bool = False, **overrides) -> OdynnExperiment:
@@ -134,7 +197,9 @@ def _target_model(exp: OdynnExperiment):
     return load_circuit(exp.circuit, neuron=exp.model, grouped=exp.grouped)
 
 
-def build_problem(exp: OdynnExperiment, seed: int = 0, fixed: tuple[str, ...] = ()) -> tuple[FitProblem, Any, dict]:
+def build_problem(
+    exp: OdynnExperiment, seed: int = 0, fixed: tuple[str, ...] = ()
+) -> tuple[FitProblem, Any, dict]:
     """Target model, simulated (noisy) data and the fit problem of an experiment.
 
     Returns:
@@ -145,7 +210,9 @@ def build_problem(exp: OdynnExperiment, seed: int = 0, fixed: tuple[str, ...] = 
         return _wave_problem(exp, target, seed, fixed)
     n_inputs = len(target.sensors) if exp.circuit is not None else 1
     record = target.outputs if exp.circuit is not None else None
-    cur = box_currents(exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, n_inputs, seed=1000 + seed)
+    cur = box_currents(
+        exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, n_inputs, seed=1000 + seed
+    )
     traj = simulate_population(stack_models([target]), cur, dt=exp.dt, record=record)
     v = np.asarray(traj.V[0], float)
     ca = None if traj.Ca is None else np.asarray(traj.Ca[0], float)
@@ -164,12 +231,22 @@ def build_problem(exp: OdynnExperiment, seed: int = 0, fixed: tuple[str, ...] = 
     test = meas(cur_n, v_n, ca_n, slice(split, None)) if exp.n_test else None
     clean = {"train": meas(cur, v, ca, slice(0, split)), "test": meas(cur, v, ca, slice(split, None))}
     space = ParameterSpace(target, g_max=exp.g_max, fixed=fixed)
-    problem = FitProblem(space, train, test, dt=exp.dt, record=record, w_ca=exp.w_ca if ca is not None else 0.0)
+    problem = FitProblem(
+        space, train, test, dt=exp.dt, record=record, w_ca=exp.w_ca if ca is not None else 0.0
+    )
     return problem, target, clean
 
 
-def travelling_wave(duration: float, dt: float, n: int, *, shift: float = 64.0, period: float = 1500.0,
-                    low: float = -60.0, high: float = -25.0) -> np.ndarray:
+def travelling_wave(
+    duration: float,
+    dt: float,
+    n: int,
+    *,
+    shift: float = 64.0,
+    period: float = 1500.0,
+    low: float = -60.0,
+    high: float = -25.0,
+) -> np.ndarray:
     """The thesis' 'redefined' forward-locomotion target: one smooth oscillation, delayed by ``shift`` ms from each
     neuron to the next (shape (time, n), mV).
 
@@ -219,30 +296,49 @@ def run_experiment(
     Returns:
         (fit result, metrics dict).
     """
-    config = {"experiment": dataclasses.asdict(exp), "seed": seed, "fixed": list(fixed),
-              "backend": jax.default_backend()}
+    config = {
+        "experiment": dataclasses.asdict(exp),
+        "seed": seed,
+        "fixed": list(fixed),
+        "backend": jax.default_backend(),
+    }
     run = RunFolder(out, config)
     if problem is None:
         problem, target, _ = build_problem(exp, seed, fixed=fixed)
     else:
         target = None
     run.log.info("fitting %s: %d free parameters, %s", exp.name, problem.space.size, problem.space.describe())
-    result = fit_population(problem, exp.settings(seed), checkpoint=run.path / "checkpoint.npz", resume=resume,
-                            progress=progress, callback=callback)
+    result = fit_population(
+        problem,
+        exp.settings(seed),
+        checkpoint=run.path / "checkpoint.npz",
+        resume=resume,
+        progress=progress,
+        callback=callback,
+    )
     extra: dict[str, Any] = {"experiment": exp.name, "noise_std": exp.noise, "thesis": exp.thesis}
     if target is not None and exp.circuit is None and exp.model.upper() == "LI":
         best = result.best_parameters()
-        extra["relative_errors"] = {k: abs(best[k][0] / float(np.asarray(getattr(target, k))[0]) - 1.0)
-                                    for k in ("C_m", "g_L", "E_L")}
-    metrics = write_fit_run(run, result, title=f"ODYNN {exp.name}", target=target, threshold=exp.threshold,
-                            extra_metrics=extra,
-                            notes=f"Gaussian noise std {exp.noise} on target records and fitted input currents.")
+        extra["relative_errors"] = {
+            k: abs(best[k][0] / float(np.asarray(getattr(target, k))[0]) - 1.0) for k in ("C_m", "g_L", "E_L")
+        }
+    metrics = write_fit_run(
+        run,
+        result,
+        title=f"ODYNN {exp.name}",
+        target=target,
+        threshold=exp.threshold,
+        extra_metrics=extra,
+        notes=f"Gaussian noise std {exp.noise} on target records and fitted input currents.",
+    )
     return result, metrics
 
 
 def describe_experiments() -> Mapping[str, str]:
     """Name -> one-line description for the CLI."""
-    return {k: f"{e.model}{' on ' + e.circuit if e.circuit else ''}: {e.thesis}" for k, e in EXPERIMENTS.items()}
+    return {
+        k: f"{e.model}{' on ' + e.circuit if e.circuit else ''}: {e.thesis}" for k, e in EXPERIMENTS.items()
+    }
 
 
 def problem_from_dataset(
@@ -286,8 +382,9 @@ def problem_from_dataset(
     train = meas(slice(0, exp.n_train))
     test = meas(slice(exp.n_train, exp.n_train + exp.n_test)) if exp.n_test else None
     space = ParameterSpace(template, g_max=exp.g_max, fixed=fixed)
-    problem = FitProblem(space, train, test, dt=dt, record=record, stride=stride,
-                         w_ca=exp.w_ca if ca is not None else 0.0)
+    problem = FitProblem(
+        space, train, test, dt=dt, record=record, stride=stride, w_ca=exp.w_ca if ca is not None else 0.0
+    )
     problem.check()
     return problem
 
@@ -312,12 +409,26 @@ def run_lstm_experiment(
 
     chh = experiment("chh", quick=quick)
     iterations = iterations or (10 if quick else 600)
-    config = {"experiment": "lstm", "data": dataclasses.asdict(chh), "iterations": iterations, "lr": 0.01,
-              "decay": 0.95, "layers": 2, "hidden": 50, "seed": seed}
+    config = {
+        "experiment": "lstm",
+        "data": dataclasses.asdict(chh),
+        "iterations": iterations,
+        "lr": 0.01,
+        "decay": 0.95,
+        "layers": 2,
+        "hidden": 50,
+        "seed": seed,
+    }
     run = RunFolder(out, config)
     problem, _, _ = build_problem(chh, seed)
-    model, info = train_lstm_neuron(problem.train, problem.test, iterations=iterations, seed=seed,
-                                    hidden=8 if quick else 50, progress=progress)
+    model, info = train_lstm_neuron(
+        problem.train,
+        problem.test,
+        iterations=iterations,
+        seed=seed,
+        hidden=8 if quick else 50,
+        progress=progress,
+    )
     eqx.tree_serialise_leaves(run.path / "lstm_neuron.eqx", model)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.semilogy(info["history"])
@@ -344,17 +455,33 @@ def run_lstm_experiment(
         fig.savefig(run.figure(f"lstm_{split}"), dpi=80)
         plt.close(fig)
         figures.append((f"{split} stimuli", run.figure(f"lstm_{split}")))
-    metrics = {"experiment": "lstm", "train_loss": info["train_loss"], "test_loss": info["test_loss"],
-               "iterations": iterations, "wall_time_s": info["wall_time_s"], "noise_std": chh.noise,
-               "thesis": "LSTM loss 6.14 beside CHH 5.17"}
+    metrics = {
+        "experiment": "lstm",
+        "train_loss": info["train_loss"],
+        "test_loss": info["test_loss"],
+        "iterations": iterations,
+        "wall_time_s": info["wall_time_s"],
+        "noise_std": chh.noise,
+        "thesis": "LSTM loss 6.14 beside CHH 5.17",
+    }
     run.write_metrics(metrics)
-    write_report(run.path / "report.html", "ODYNN LSTM neuron on the CHH data", [("Metrics", metrics),
-                                                                                 ("Figures", figures)])
+    write_report(
+        run.path / "report.html",
+        "ODYNN LSTM neuron on the CHH data",
+        [("Metrics", metrics), ("Figures", figures)],
+    )
     return metrics
 
 
-def synthetic_recording(path: str | Path, *, minutes: float = 33.0, interval_ms: float = 340.0, on: float = 10.0,
-                        seed: int = 0, noise: float = 0.01) -> Path:
+def synthetic_recording(
+    path: str | Path,
+    *,
+    minutes: float = 33.0,
+    interval_ms: float = 340.0,
+    on: float = 10.0,
+    seed: int = 0,
+    noise: float = 0.01,
+) -> Path:
     """Write an NWB file with the fluorescence of a simulated AVA-like CHH neuron (stand-in for a real recording).
 
     The neuron (default CHH parameters) receives an on/off current switching after exponentially distributed dwell
@@ -371,13 +498,15 @@ def synthetic_recording(path: str | Path, *, minutes: float = 33.0, interval_ms:
     t, on_state = 0, False
     while t < steps:
         dwell = max(1, int(rng.exponential(30_000 / interval_ms)))
-        state[t:t + dwell] = float(on_state)
+        state[t : t + dwell] = float(on_state)
         t += dwell
         on_state = not on_state
     current = on_off_current(state, on=on, threshold=0.5, sigma_samples=2.0)
     traj = simulate(CElegansHH.default(), current, dt=interval_ms)
     fluo = hill_fluorescence(np.asarray(traj.Ca[:, 0])) + rng.normal(0.0, noise, steps)
-    return write_fluorescence_nwb(path, fluo, interval_ms, name="AVA", description="simulated CHH neuron (AVA-like)")
+    return write_fluorescence_nwb(
+        path, fluo, interval_ms, name="AVA", description="simulated CHH neuron (AVA-like)"
+    )
 
 
 def run_calcium_experiment(
@@ -405,31 +534,51 @@ def run_calcium_experiment(
 
     population = population or (6 if quick else 100)
     iterations = iterations or (8 if quick else 400)
-    config = {"experiment": "calcium", "nwb": str(nwb) if nwb else None, "series": series, "roi": roi,
-              "on_current": on_current, "population": population, "iterations": iterations, "seed": seed,
-              "lr": 1.0, "decay": 0.92}
+    config = {
+        "experiment": "calcium",
+        "nwb": str(nwb) if nwb else None,
+        "series": series,
+        "roi": roi,
+        "on_current": on_current,
+        "population": population,
+        "iterations": iterations,
+        "seed": seed,
+        "lr": 1.0,
+        "decay": 0.92,
+    }
     run = RunFolder(out, config)
     if nwb is None:
-        nwb = synthetic_recording(run.path / "synthetic_recording.nwb", minutes=minutes or (2.0 if quick else 33.0),
-                                  seed=seed)
+        nwb = synthetic_recording(
+            run.path / "synthetic_recording.nwb", minutes=minutes or (2.0 if quick else 33.0), seed=seed
+        )
     trace, interval = read_fluorescence_nwb(nwb, series, roi)
     if minutes is not None and nwb is not None:
         trace = trace[: int(round(minutes * 60_000 / interval))]
     current = on_off_current(trace, on=on_current)
     half = trace.size // 2
     # both halves get the same length (one compilation); the last sample is dropped for odd lengths
-    cur = np.stack([current[:half], current[half:2 * half]])[..., None]
-    ca = np.stack([trace[:half], trace[half:2 * half]])[..., None]
+    cur = np.stack([current[:half], current[half : 2 * half]])[..., None]
+    ca = np.stack([trace[:half], trace[half : 2 * half]])[..., None]
     train = Measurements(cur[:1], np.zeros_like(ca[:1]), ca[:1])
     test = Measurements(cur[1:], np.zeros_like(ca[1:]), ca[1:])
     space = ParameterSpace(CElegansHH.default())
     problem = FitProblem(space, train, test, dt=interval, w_v=0.0, w_ca=1.0)
     settings = FitSettings(population=population, iterations=iterations, seed=seed, checkpoint_every=50)
-    result = fit_population(problem, settings, checkpoint=run.path / "checkpoint.npz", resume=resume,
-                            progress=progress)
-    extra = {"experiment": "calcium", "sample_interval_ms": interval, "samples": int(trace.size),
-             "thesis": "real AVA recording: best loss 1.03, 41 of 100 below the plateau"}
-    metrics = write_fit_run(run, result, title="ODYNN CHH on calcium imaging", extra_metrics=extra,
-                            notes=f"Fluorescence from {nwb}; on/off current {on_current} uA/cm2 smoothed by a "
-                                  "Gaussian of 2 samples; calcium fitted directly to the indicator values.")
+    result = fit_population(
+        problem, settings, checkpoint=run.path / "checkpoint.npz", resume=resume, progress=progress
+    )
+    extra = {
+        "experiment": "calcium",
+        "sample_interval_ms": interval,
+        "samples": int(trace.size),
+        "thesis": "real AVA recording: best loss 1.03, 41 of 100 below the plateau",
+    }
+    metrics = write_fit_run(
+        run,
+        result,
+        title="ODYNN CHH on calcium imaging",
+        extra_metrics=extra,
+        notes=f"Fluorescence from {nwb}; on/off current {on_current} uA/cm2 smoothed by a "
+        "Gaussian of 2 samples; calcium fitted directly to the indicator values.",
+    )
     return result, metrics

@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def weighted_mse(v, v_target, ca=None, ca_target=None, *, w_v: float = 1.0, w_ca: float = 0.0, neuron_weights=None):
+def weighted_mse(
+    v, v_target, ca=None, ca_target=None, *, w_v: float = 1.0, w_ca: float = 0.0, neuron_weights=None
+):
     """Cost(theta) = 1/(N T) sum_m w_m sum_n w_n sum_t d_mn(t)^2 (thesis eq. 3.20), averaged over stimuli.
 
     Args:

@@ -57,7 +57,9 @@ class FitSettings:
     def __post_init__(self):
         for name in ("population", "iterations", "decay_every"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"invalid {name}: got {getattr(self, name)!r}. It must be a positive integer")
+                raise ValueError(
+                    f"invalid {name}: got {getattr(self, name)!r}. It must be a positive integer"
+                )
         if not self.lr > 0:
             raise ValueError(f"invalid lr: got {self.lr!r}. The learning rate must be > 0")
         if not 0 < self.decay <= 1:
@@ -65,7 +67,9 @@ class FitSettings:
         if not self.clip_norm > 0:
             raise ValueError(f"invalid clip_norm: got {self.clip_norm!r}. Choose a positive norm")
         if self.checkpoint_every < 0:
-            raise ValueError(f"invalid checkpoint_every: got {self.checkpoint_every!r}. Use 0 (never) or more")
+            raise ValueError(
+                f"invalid checkpoint_every: got {self.checkpoint_every!r}. Use 0 (never) or more"
+            )
 
     def optimizer(self) -> optax.GradientTransformation:
         """Global-norm clipping followed by Adam with the staircase schedule (thesis 3.3.5)."""
@@ -148,8 +152,10 @@ class FitProblem:
             steps = np.shape(m.currents)[1]
             samples = -(-steps // self.stride)
             if np.shape(m.currents)[-1] != len(input_index):
-                raise ValueError(f"invalid {split} currents: {np.shape(m.currents)[-1]} inputs for "
-                                 f"{len(input_index)} input neurons. Give one column per input neuron")
+                raise ValueError(
+                    f"invalid {split} currents: {np.shape(m.currents)[-1]} inputs for "
+                    f"{len(input_index)} input neurons. Give one column per input neuron"
+                )
             if np.shape(m.V)[1:] != (samples, len(record_index)):
                 raise ValueError(
                     f"invalid {split} targets: V shape {np.shape(m.V)}, expected (stimulus, {samples}, "
@@ -183,12 +189,16 @@ def make_loss(problem: FitProblem) -> Callable:
         model = problem.space.model(u)
 
         def one(cur):
-            v, ca, _, _ = _run(model, cur, dt, None, input_index, record_index, problem.stride, problem.solver)
+            v, ca, _, _ = _run(
+                model, cur, dt, None, input_index, record_index, problem.stride, problem.solver
+            )
             return v, ca
 
         v, ca = jax.vmap(one)(currents)
         w_ca = problem.w_ca if ca_t is not None else 0.0
-        return weighted_mse(v, v_t, ca, ca_t, w_v=problem.w_v, w_ca=w_ca, neuron_weights=problem.neuron_weights)
+        return weighted_mse(
+            v, v_t, ca, ca_t, w_v=problem.w_v, w_ca=w_ca, neuron_weights=problem.neuron_weights
+        )
 
     return loss
 
@@ -247,7 +257,10 @@ class FitResult:
 
     def best_parameters(self) -> dict[str, list]:
         """The best member's parameters keyed by path (JSON-ready lists)."""
-        return {k: np.asarray(v).tolist() for k, v in self.problem.space.named_values(self.member(self.best)).items()}
+        return {
+            k: np.asarray(v).tolist()
+            for k, v in self.problem.space.named_values(self.member(self.best)).items()
+        }
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -265,8 +278,13 @@ def save_checkpoint(path: str | os.PathLike, state: FitState, history: np.ndarra
     """Write a checkpoint atomically (temporary file + rename)."""
     leaves = jax.tree.leaves((state.u, state.opt_state, state.redraws))
     buf = io.BytesIO()
-    np.savez(buf, iteration=np.asarray(state.iteration), history=history[: state.iteration],
-             fingerprint=np.asarray(fingerprint), **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
+    np.savez(
+        buf,
+        iteration=np.asarray(state.iteration),
+        history=history[: state.iteration],
+        fingerprint=np.asarray(fingerprint),
+        **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)},
+    )
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -384,8 +402,13 @@ def fit_population(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("fit", total=settings.iterations, completed=state.iteration, info="")
         data = _arrays(problem.train)
@@ -402,5 +425,14 @@ def fit_population(
     save(settings.iterations)
     train_loss = evaluate(problem, u, "train")
     test_loss = evaluate(problem, u, "test") if problem.test is not None else None
-    return FitResult(problem, settings, u, history, train_loss, test_loss, np.asarray(redraws),
-                     time.perf_counter() - start, resumed_from)
+    return FitResult(
+        problem,
+        settings,
+        u,
+        history,
+        train_loss,
+        test_loss,
+        np.asarray(redraws),
+        time.perf_counter() - start,
+        resumed_from,
+    )

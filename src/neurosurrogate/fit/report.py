@@ -93,7 +93,9 @@ def best_traces(result: FitResult, data: Measurements, model=None):
     return np.asarray(v), None if ca is None else np.asarray(ca)
 
 
-def plot_traces(result: FitResult, data: Measurements, path, title: str, clean: Measurements | None = None) -> None:
+def plot_traces(
+    result: FitResult, data: Measurements, path, title: str, clean: Measurements | None = None
+) -> None:
     """Best member (blue) against the target (red) for every stimulus; calcium in a second row when fitted."""
     v, ca = best_traces(result, data)
     s = v.shape[0]
@@ -132,7 +134,9 @@ def fit_metrics(result: FitResult, threshold: float | None = None) -> dict[str, 
         "best_member": result.best,
         "best_train_loss": float(result.train_loss[result.best]),
         "best_test_loss": None if result.test_loss is None else float(result.test_loss[result.best]),
-        "median_selection_loss": float(np.median(sel[np.isfinite(sel)])) if np.isfinite(sel).any() else math.inf,
+        "median_selection_loss": float(np.median(sel[np.isfinite(sel)]))
+        if np.isfinite(sel).any()
+        else math.inf,
         "redraws_total": int(result.redraws.sum()),
         "members_redrawn": int((result.redraws > 0).sum()),
         "good_members": int(len(good_members(result))),
@@ -162,21 +166,32 @@ def write_fit_run(
     plot_losses(result, run.figure("losses"))
     plot_parameters(result, run.figure("parameters"), target=target)
     plot_traces(result, result.problem.train, run.figure("best_train"), "train")
-    figures = [("per-member train loss and final test losses", run.figure("losses")),
-               ("parameters of the good members, normalised to the initialisation range", run.figure("parameters")),
-               ("best member vs target, train stimuli", run.figure("best_train"))]
+    figures = [
+        ("per-member train loss and final test losses", run.figure("losses")),
+        ("parameters of the good members, normalised to the initialisation range", run.figure("parameters")),
+        ("best member vs target, train stimuli", run.figure("best_train")),
+    ]
     if result.problem.test is not None:
         plot_traces(result, result.problem.test, run.figure("best_test"), "test")
         figures.append(("best member vs target, test stimuli", run.figure("best_test")))
     best = result.best_parameters()
     run.write_json("best_params.json", best)
     if target is not None:
-        run.write_json("target_params.json", {k: np.asarray(v).tolist()
-                                              for k, v in result.problem.space.named_values(target).items()})
+        run.write_json(
+            "target_params.json",
+            {k: np.asarray(v).tolist() for k, v in result.problem.space.named_values(target).items()},
+        )
     run.write_metrics(metrics)
-    small = {k: (v[0] if isinstance(v, list) and len(v) == 1 else f"[{len(v)} values]") for k, v in best.items()}
+    small = {
+        k: (v[0] if isinstance(v, list) and len(v) == 1 else f"[{len(v)} values]") for k, v in best.items()
+    }
     sections = [("Metrics", metrics), ("Figures", figures), ("Best parameters", small)]
     if notes:
         sections.insert(0, ("Notes", f"<p>{notes}</p>"))
-    write_report(run.path / "report.html", title, sections, footer=f"template: {type(_template(result.problem.space)).__name__}")
+    write_report(
+        run.path / "report.html",
+        title,
+        sections,
+        footer=f"template: {type(_template(result.problem.space)).__name__}",
+    )
     return metrics

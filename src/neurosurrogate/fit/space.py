@@ -111,7 +111,9 @@ class ParameterSpace:
                 )
         self.free = tuple(not any(p == f or p.endswith("." + f) for f in fixed) for p in self.paths)
         if not any(self.free):
-            raise ValueError(f"invalid fixed: got {list(fixed)}, which fixes every parameter. Leave some free")
+            raise ValueError(
+                f"invalid fixed: got {list(fixed)}, which fixes every parameter. Leave some free"
+            )
         self.lower, self.upper, self.init_low, self.init_high = (
             tuple(np.asarray(ranges[p][i], float) for p in self.paths) for i in range(4)
         )
@@ -199,4 +201,3 @@ class ParameterSpace:
             "fixed": [p for p, f in zip(self.paths, self.free, strict=True) if not f],
             "n_free_scalars": self.size,
         }
-

@@ -52,7 +52,9 @@ class LSTMNeuron(AbstractNeuron):
     has_calcium = True
 
     @classmethod
-    def create(cls, key: jax.Array, *, n: int = 1, layers: int = 2, hidden: int = 50, ca_scale: float = 1000.0):
+    def create(
+        cls, key: jax.Array, *, n: int = 1, layers: int = 2, hidden: int = 50, ca_scale: float = 1000.0
+    ):
         """A freshly initialised LSTM neuron.
 
         Args:
@@ -78,8 +80,12 @@ class LSTMNeuron(AbstractNeuron):
     def init_state(self) -> LSTMState:
         hidden = self.cells[0].hidden_size
         z = jnp.zeros((len(self.cells), self.n_neurons, hidden), self.readout.weight.dtype)
-        return LSTMState(V=jnp.full((self.n_neurons,), self.v_rest, z.dtype), Ca=jnp.zeros((self.n_neurons,), z.dtype),
-                         h=z, c=z)
+        return LSTMState(
+            V=jnp.full((self.n_neurons,), self.v_rest, z.dtype),
+            Ca=jnp.zeros((self.n_neurons,), z.dtype),
+            h=z,
+            c=z,
+        )
 
     def voltage_rates(self, state, i_in):  # pragma: no cover - not a conductance model
         raise NotImplementedError("an LSTM neuron has no relaxation form; use step()")
@@ -154,18 +160,27 @@ def train_lstm_neuron(
         (trained model, info dict with ``history``, ``train_loss``, ``test_loss``, ``wall_time_s``).
     """
     if np.shape(train.currents)[-1] != 1 or np.shape(train.V)[-1] != 1:
-        raise ValueError(f"invalid data: currents {np.shape(train.currents)}, V {np.shape(train.V)}. "
-                         "An LSTM neuron is trained on one input and one recorded neuron")
+        raise ValueError(
+            f"invalid data: currents {np.shape(train.currents)}, V {np.shape(train.V)}. "
+            "An LSTM neuron is trained on one input and one recorded neuron"
+        )
     ca_scale = float(np.max(np.abs(train.Ca))) if train.Ca is not None else 1.0
-    model = LSTMNeuron.create(jax.random.PRNGKey(seed), layers=layers, hidden=hidden, ca_scale=max(ca_scale, 1e-6))
+    model = LSTMNeuron.create(
+        jax.random.PRNGKey(seed), layers=layers, hidden=hidden, ca_scale=max(ca_scale, 1e-6)
+    )
 
     def arrays(m):
-        return (jnp.asarray(m.currents, jnp.float32), jnp.asarray(m.V, jnp.float32),
-                None if m.Ca is None else jnp.asarray(m.Ca, jnp.float32))
+        return (
+            jnp.asarray(m.currents, jnp.float32),
+            jnp.asarray(m.V, jnp.float32),
+            None if m.Ca is None else jnp.asarray(m.Ca, jnp.float32),
+        )
 
     data = arrays(train)
-    opt = optax.chain(optax.clip_by_global_norm(clip_norm),
-                      optax.adam(optax.exponential_decay(lr, 9, decay, staircase=True)))
+    opt = optax.chain(
+        optax.clip_by_global_norm(clip_norm),
+        optax.adam(optax.exponential_decay(lr, 9, decay, staircase=True)),
+    )
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt_state = opt.init(params)
 
