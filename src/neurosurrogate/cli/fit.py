@@ -64,6 +64,7 @@ def fit_command(
         list[str] | None, typer.Option(help="parameter kept at its default (repeatable)")
     ] = None,
     checkpoint_every: Annotated[int, typer.Option(help="iterations between checkpoints")] = 50,
+    threshold: Annotated[float | None, typer.Option(help="count members whose loss is below this")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
 ) -> None:

@@ -176,6 +176,8 @@ def write_fit_run(
         figures.append(("best member vs target, test stimuli", run.figure("best_test")))
     best = result.best_parameters()
     run.write_json("best_params.json", best)
+    run.write_json("member_losses.json", {"train": result.train_loss, "test": result.test_loss,
+                                          "redraws": result.redraws})
     if target is not None:
         run.write_json(
             "target_params.json",
