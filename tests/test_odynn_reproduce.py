@@ -121,3 +121,21 @@ def test_forward_locomotion_sizes():
     assert problem.space.size == 1630 and problem.train.V.shape[-1] == 39
     wave = travelling_wave(200.0, 1.0, 3)
     np.testing.assert_allclose(wave[100:, 1], wave[36:136, 0], atol=1e-9)  # 64 ms later
+
+
+def test_fit_command_from_dataset(tmp_path):
+    from neurosurrogate import LeakyIntegrate, simulate_population, stack_models
+    from neurosurrogate.data.store import save_dataset
+    from neurosurrogate.data.trajectories import trajectory_to_dataset
+
+    t = np.arange(200.0)
+    cur = np.stack([10 * ((t > 20) & (t < 120)), 15 * ((t > 50) & (t < 150))])[..., None]
+    traj = simulate_population(stack_models([LeakyIntegrate.default()]), cur, dt=1.0)
+    traj = type(traj)(traj.V[0], None, cur, traj.dt, traj.stride, traj.channels, traj.inputs)
+    save_dataset(trajectory_to_dataset(traj), tmp_path / "d.zarr", kind="trajectories")
+    _invoke("fit", "--model", "LI", "--data", tmp_path / "d.zarr", "--n-train", "1", "--n-test", "1",
+            "--population", "3", "--iterations", "2", "--out", tmp_path / "run")
+    assert (tmp_path / "run" / "report.html").exists()
+    bad = runner.invoke(app, ["fit", "--model", "LI", "--data", str(tmp_path / "d.zarr"), "--n-train", "5",
+                              "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "Ask for fewer stimuli" in bad.output
