@@ -47,7 +47,7 @@ def plot_losses(result: FitResult, path) -> None:
 
 
 def plot_parameters(result: FitResult, path, target=None, members=None) -> None:
-    """Box plots of the good members' parameters normalised to the initialisation range, target as red stars.
+    """Box plots of the good members' parameters divided by the target (else normalised to the init range).
 
     (Thesis figures 4.5, 4.7, 4.9.) Each free leaf gives one box (values pooled over its neurons/synapses).
     """
@@ -59,18 +59,28 @@ def plot_parameters(result: FitResult, path, target=None, members=None) -> None:
     data, stars = [], []
     for name in names:
         i = space.paths.index(name)
-        lo, hi = space.init_low[i], space.init_high[i]
-        width = np.where(hi > lo, hi - lo, 1.0)
-        x = (values[name][members] - lo) / width
-        data.append(x.reshape(-1))
-        stars.append(((tvals[name] - lo) / width).reshape(-1) if name in tvals else None)
+        t = tvals.get(name)
+        if t is not None and np.all(np.abs(t) > 1e-12):
+            # normalised by the target (thesis figs. 4.5, 4.7, 4.9): the target sits at 1
+            x = values[name][members] / t
+            star = np.ones(t.size)
+        else:
+            lo, hi = space.init_low[i], space.init_high[i]
+            width = np.where(hi > lo, hi - lo, 1.0)
+            x = (values[name][members] - lo) / width
+            star = None if t is None else ((t - lo) / width).reshape(-1)
+        data.append(np.asarray(x).reshape(-1))
+        stars.append(star)
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) + 2), 4.5))
     ax.boxplot(data, showfliers=False)
     for k, s in enumerate(stars):
         if s is not None:
             ax.plot(np.full(s.shape, k + 1), s, "r*", ms=9)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=75, fontsize=8)
-    ax.set_ylabel("(value - init low) / init width")
+    ax.set_ylabel("value / target" if tvals else "(value - init low) / init width")
+    spread = max((float(np.max(np.abs(d))) for d in data if d.size), default=1.0)
+    if tvals and spread > 20:
+        ax.set_yscale("symlog", linthresh=1.0)
     ax.set_title(f"parameters of the {len(members)} good members (red: target)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
