@@ -153,6 +153,7 @@ def calcium_command(
     iterations: Annotated[int | None, typer.Option(help="override the number of iterations (400)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
+    lr: Annotated[float, typer.Option(help="initial learning rate lr0")] = 0.1,
 ) -> None:
     """ODYNN calcium: CHH fitted to a fluorescence trace (NWB) at its sampling interval (thesis: best loss 1.03)."""
     from ..experiments.odynn import run_calcium_experiment
@@ -170,6 +171,7 @@ def calcium_command(
             iterations=iterations,
             seed=seed,
             resume=resume,
+            lr=lr,
         )
     except (ValueError, ImportError) as err:
         _console.print(f"[red]error:[/red] {err}")

@@ -523,6 +523,7 @@ def run_calcium_experiment(
     seed: int = 0,
     resume: bool = False,
     progress: bool = True,
+    lr: float = 0.1,
 ) -> tuple[FitResult, dict]:
     """Thesis 4.1: fit CHH calcium to a fluorescence trace at the recording's sampling interval (340 ms).
 
@@ -543,7 +544,7 @@ def run_calcium_experiment(
         "population": population,
         "iterations": iterations,
         "seed": seed,
-        "lr": 1.0,
+        "lr": lr,
         "decay": 0.92,
     }
     run = RunFolder(out, config)
@@ -563,7 +564,8 @@ def run_calcium_experiment(
     test = Measurements(cur[1:], np.zeros_like(ca[1:]), ca[1:])
     space = ParameterSpace(CElegansHH.default())
     problem = FitProblem(space, train, test, dt=interval, w_v=0.0, w_ca=1.0)
-    settings = FitSettings(population=population, iterations=iterations, seed=seed, checkpoint_every=50)
+    # lr0 = 0.1 (ODYNN's code default for neurons): with lr0 = 1 every member fell onto the constant-calcium plateau
+    settings = FitSettings(population=population, iterations=iterations, lr=lr, seed=seed, checkpoint_every=50)
     result = fit_population(
         problem, settings, checkpoint=run.path / "checkpoint.npz", resume=resume, progress=progress
     )
