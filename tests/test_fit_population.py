@@ -1,0 +1,106 @@
+"""Population Adam: schedule, recovery of known parameters, NaN re-draws, atomic checkpoints and exact resume."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from neurosurrogate import LeakyIntegrate, simulate_population, stack_models
+from neurosurrogate.fit import FitProblem, FitSettings, Measurements, ParameterSpace, fit_population
+
+
+def _li_problem(noise=0.0):
+    dt, t = 1.0, np.arange(400) * 1.0
+    cur = np.stack([10 * ((t > 50) & (t < 200)) + 20 * ((t > 250) & (t < 330)), 15 * ((t > 100) & (t < 300))])
+    cur = cur[..., None]
+    target = LeakyIntegrate.default()
+    v = np.asarray(simulate_population(stack_models([target]), cur, dt=dt).V[0])
+    v = v + np.random.default_rng(0).normal(0, noise, v.shape) if noise else v
+    data = Measurements(cur, v)
+    return FitProblem(ParameterSpace(LeakyIntegrate.default()), data, data, dt=dt)
+
+
+def test_staircase_schedule():
+    s = FitSettings(lr=1.0, decay=0.92)
+    sched = __import__("optax").exponential_decay(s.lr, s.decay_every, s.decay, staircase=True)
+    assert (
+        float(sched(8)) == 1.0
+        and abs(float(sched(9)) - 0.92) < 1e-7
+        and abs(float(sched(20)) - 0.92**2) < 1e-7
+    )
+
+
+def test_settings_errors():
+    with pytest.raises(ValueError, match="invalid population"):
+        FitSettings(population=0)
+    with pytest.raises(ValueError, match="invalid decay"):
+        FitSettings(decay=1.5)
+
+
+def test_li_recovers_parameters():
+    problem = _li_problem(noise=0.5)
+    result = fit_population(
+        problem, FitSettings(population=24, iterations=150, checkpoint_every=0), progress=False
+    )
+    best = result.best_parameters()
+    assert (
+        abs(best["C_m"][0] - 1.0) < 0.03
+        and abs(best["g_L"][0] - 0.1) < 0.003
+        and abs(best["E_L"][0] + 60) < 0.6
+    )
+    assert result.train_history.shape == (150, 24)
+
+
+def test_nan_member_is_redrawn_without_stopping_others():
+    problem = _li_problem()
+    space = problem.space
+    u = [np.array(x) for x in space.sample(jax.random.PRNGKey(3), 6)]
+    u[0][2] = np.nan  # member 2 starts with a NaN capacitance
+    result = fit_population(
+        problem,
+        FitSettings(population=6, iterations=10, checkpoint_every=0),
+        progress=False,
+        init_u=[jnp.asarray(x) for x in u],
+    )
+    assert result.redraws.tolist() == [0, 0, 1, 0, 0, 0]
+    assert (
+        np.isnan(result.train_history[0, 2]) and np.isfinite(result.train_history[0, [0, 1, 3, 4, 5]]).all()
+    )
+    assert np.isfinite(result.train_loss).all()
+
+
+def test_resume_is_exact(tmp_path):
+    problem = _li_problem()
+    settings = FitSettings(population=5, iterations=20, checkpoint_every=5, seed=7)
+    full = fit_population(problem, settings, checkpoint=tmp_path / "a.npz", progress=False)
+
+    def interrupt(it, losses):
+        if it == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_population(problem, settings, checkpoint=tmp_path / "b.npz", progress=False, callback=interrupt)
+    resumed = fit_population(problem, settings, checkpoint=tmp_path / "b.npz", resume=True, progress=False)
+    assert resumed.resumed_from == 10
+    for a, b in zip(full.u, resumed.u, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(full.train_history, resumed.train_history)
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    # a checkpoint of other settings is refused with a clear message
+    with pytest.raises(ValueError, match="invalid checkpoint"):
+        fit_population(
+            problem,
+            FitSettings(population=5, iterations=21, checkpoint_every=5, seed=7),
+            checkpoint=tmp_path / "b.npz",
+            resume=True,
+            progress=False,
+        )
+
+
+def test_problem_shape_errors():
+    problem = _li_problem()
+    bad = Measurements(problem.train.currents, problem.train.V[:, :10])
+    with pytest.raises(ValueError, match="invalid train targets"):
+        FitProblem(problem.space, bad, dt=1.0).check()
+    with pytest.raises(ValueError, match="invalid V shape"):
+        Measurements(problem.train.currents, problem.train.V[0])
