@@ -40,7 +40,7 @@ def test_settings_errors():
 def test_li_recovers_parameters():
     problem = _li_problem(noise=0.5)
     result = fit_population(
-        problem, FitSettings(population=24, iterations=150, checkpoint_every=0), progress=False
+        problem, FitSettings(population=24, iterations=300, checkpoint_every=0), progress=False
     )
     best = result.best_parameters()
     assert (
@@ -48,7 +48,7 @@ def test_li_recovers_parameters():
         and abs(best["g_L"][0] - 0.1) < 0.003
         and abs(best["E_L"][0] + 60) < 0.6
     )
-    assert result.train_history.shape == (150, 24)
+    assert result.train_history.shape == (300, 24)
 
 
 def test_nan_member_is_redrawn_without_stopping_others():

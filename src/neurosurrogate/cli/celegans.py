@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from ._app import dataset_app, reproduce_app
+from ._common import fail
 
 console = Console()
 
@@ -97,8 +99,7 @@ def celegans_fcm(
             raise FileExistsError(f"{out} already exists; pass --overwrite or choose another --out")
         ex = _executor(executor, workers, ray_address)
     except (ValueError, FileExistsError, NeuronUnavailableError, ImportError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     console.print(
         f"c302 {cfg.parameter_set}, dt {cfg.dt} ms, recorded every {cfg.sample_dt} ms, warm-up "
         f"{cfg.warmup} ms, {cfg.samples} samples; executor {executor} ({ex.workers} worker(s))"
@@ -124,10 +125,9 @@ def celegans_fcm(
                 progress=lambda d, t: bar.update(task, completed=d, total=t),
             )
         except (ValueError, FileExistsError, NeuronUnavailableError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+            raise fail(str(exc)) from exc
         except RuntimeError as exc:
-            console.print(f"[red]failed:[/red] {exc}")
+            console.print(f"[red]failed:[/red] {escape(str(exc))}")
             raise typer.Exit(1) from exc
         finally:
             ex.close()
@@ -197,8 +197,7 @@ def celegans_scenario(
             log=console.print,
         )
     except (ValueError, NeuronUnavailableError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
     t = Table(title="Mean stimulus-driven response in the stimulus (mV; output minus zero-input run)")
     t.add_column("condition")
     outs = list(next(iter(metrics["response_mV"].values())))

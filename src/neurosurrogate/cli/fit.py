@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._app import app, reproduce_app
+from ._common import fail
 
 _console = Console()
 
@@ -32,8 +33,7 @@ def _run(
         problem = problem_from_dataset(data, exp, fixed=fixed) if data is not None else None
         _, metrics = run_experiment(exp, out, seed=seed, resume=resume, problem=problem, fixed=fixed)
     except ValueError as err:
-        _console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     _print_metrics(metrics, out)
 
 
@@ -93,8 +93,7 @@ def fit_command(
         )
         exp.settings(seed)
     except ValueError as err:
-        _console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     _run(exp, out, seed, resume, tuple(fixed or ()), data)
 
 
@@ -174,8 +173,7 @@ def calcium_command(
             lr=lr,
         )
     except (ValueError, ImportError) as err:
-        _console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+        raise fail(str(err)) from None
     _print_metrics(metrics, out)
 
 
