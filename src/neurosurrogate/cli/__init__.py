@@ -5,6 +5,7 @@ Each command lives in its own module and registers itself on the Typer apps of `
 
 from __future__ import annotations
 
+from . import betacell as _betacell  # noqa: F401
 from ._app import app
 
 
