@@ -104,10 +104,17 @@ def map_fixed_point(
         ``(u_star, converged)``: the fixed point (3,) in physical units and a boolean flag.
     """
     u0 = check_state(u0, name="u0")
-    p = _param(V_S)
-    closed = jacobian == "closed_form" and hasattr(net, "jacobian_standardised")
     if jacobian not in ("closed_form", "autodiff"):
         raise ValueError(f"jacobian={jacobian!r}; use 'closed_form' (eq. 18) or 'autodiff'")
+    closed = jacobian == "closed_form" and hasattr(net, "jacobian_standardised")
+    u_star, res = _newton(net, _param(V_S), jnp.asarray(u0, dtype=jnp.result_type(float)), n_iter, closed)
+    if tol is None:
+        tol = 1e-10 if u_star.dtype == jnp.float64 else 1e-5
+    return u_star, res < tol
+
+
+@eqx.filter_jit
+def _newton(net, p, u0, n_iter: int, closed: bool):
     if hasattr(net, "standardise_state"):
         to_z, from_z = net.standardise_state, net.destandardise_state
         q = net.standardise_param(p)
@@ -127,9 +134,7 @@ def map_fixed_point(
 
     z, _ = jax.lax.scan(body, to_z(u0), None, length=n_iter)
     res = jnp.max(jnp.abs(step_z(z) - z))
-    if tol is None:
-        tol = 1e-10 if z.dtype == jnp.float64 else 1e-5
-    return from_z(z), res < tol
+    return from_z(z), res
 
 
 def map_eigenvalues(net, u: ArrayLike, V_S) -> Float[Array, "3"]:
