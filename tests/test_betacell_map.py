@@ -53,13 +53,19 @@ def _random_map(key=0, **kw):
 def test_eq18_jacobian_matches_autodiff(x64, acts):
     net = _random_map(f=acts[0], g=acts[1])
     for k in range(4):
-        u = jnp.array([-50.0, 0.01, 0.18]) + jax.random.normal(jax.random.PRNGKey(k), (3,)) * jnp.array([10, 0.02, 0.005])
+        u = jnp.array([-50.0, 0.01, 0.18]) + jax.random.normal(jax.random.PRNGKey(k), (3,)) * jnp.array(
+            [10, 0.02, 0.005]
+        )
         p = jnp.array([-36.0 + k])
-        J_auto = jax.jacfwd(lambda x: net(x, p))(u)
+        J_auto = jax.jacfwd(net)(u, p)
         np.testing.assert_allclose(net.jacobian(u, p), J_auto, rtol=1e-10, atol=1e-12)
         z, q = net.standardise_state(u), net.standardise_param(p)
-        np.testing.assert_allclose(net.jacobian_standardised(z, q),
-                                   jax.jacfwd(lambda x: net.step_standardised(x, q))(z), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            net.jacobian_standardised(z, q),
+            jax.jacfwd(net.step_standardised)(z, q),
+            rtol=1e-10,
+            atol=1e-12,
+        )
 
 
 def test_map_structure_eq8(x64):
@@ -124,15 +130,22 @@ def test_dataset_and_quick_training(tmp_path):
     p, u, v = pairs_arrays(ds2)
     net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
     net = net.with_standardisation(ds2["m_u"].values, ds2["s_u"].values, ds2["m_p"].values, ds2["s_p"].values)
-    res = train(net, standardised_mse, (p, u, v), optax.adam(optax.cosine_decay_schedule(3e-3, 30 * 28)),
-                TrainConfig(epochs=30, batch_size=256, val_fraction=0.1))
+    res = train(
+        net,
+        standardised_mse,
+        (p, u, v),
+        optax.adam(optax.cosine_decay_schedule(3e-3, 30 * 28)),
+        TrainConfig(epochs=30, batch_size=256, val_fraction=0.1),
+    )
     assert res.best_val_loss < 3e-4  # standardised units (untrained: ~1e-2)
     # the trained map, in physical units, reproduces one ODE step from the data
     k = 100
     u_phys = ds2["u"].values[k] * ds2["s_u"].values + ds2["m_u"].values
     v_phys = ds2["v"].values[k] * ds2["s_u"].values + ds2["m_u"].values
     p_phys = ds2["p"].values[k] * ds2["s_p"].values + ds2["m_p"].values
-    pred = np.asarray(res.model(jnp.asarray(u_phys, dtype=jnp.float32), jnp.asarray(p_phys, dtype=jnp.float32)))
+    pred = np.asarray(
+        res.model(jnp.asarray(u_phys, dtype=jnp.float32), jnp.asarray(p_phys, dtype=jnp.float32))
+    )
     assert abs(pred[0] - v_phys[0]) < 0.5  # mV
     with pytest.raises(ValueError, match="dt"):
         MapDataConfig(dt=0.01)
@@ -156,23 +169,46 @@ def test_bifurcation_helpers():
     prev = x[:500]
     win = _align(x[137:1137], prev, 500, np.array([10.0, 0.01, 0.01]))
     np.testing.assert_allclose(win, prev, atol=1e-9)
-    assert fraction_to_fixed_point(np.array([[-50.0, 0.0, 0.2], [-20.0, 0.1, 0.2]]), np.array([-50.0, 0.0, 0.2])) == 0.5
+    assert (
+        fraction_to_fixed_point(np.array([[-50.0, 0.0, 0.2], [-20.0, 0.1, 0.2]]), np.array([-50.0, 0.0, 0.2]))
+        == 0.5
+    )
 
 
 def test_reproduction_smoke_modified(tmp_path):
     from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, run_betacell_map
 
-    cfg = BetaCellMapConfig.quick(system="modified", n_chunks=4, chunk_time=4.0, transient=20.0, max_pairs=3000,
-                                  n_hidden=8, epochs=3, n_bif=3, bif_transient=1.0, bif_window=1.0, n_fp=21,
-                                  n_starts=10, n_basin=2, basin_time=0.5, series_time=1.0)
+    cfg = BetaCellMapConfig.quick(
+        system="modified",
+        n_chunks=4,
+        chunk_time=4.0,
+        transient=20.0,
+        max_pairs=3000,
+        n_hidden=8,
+        epochs=3,
+        n_bif=3,
+        bif_transient=1.0,
+        bif_window=1.0,
+        n_fp=21,
+        n_starts=10,
+        n_basin=2,
+        basin_time=0.5,
+        series_time=1.0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         metrics = run_betacell_map(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for name in ("metrics.json", "config.json", "report.html", "run.log", "map_dt0.005.eqx"):
         assert (run / name).exists(), name
-    for fig in ("time_series", "attractor_3d", "bifurcation", "fixed_point_distance", "eigenvalues",
-                "fixed_point_stability"):
+    for fig in (
+        "time_series",
+        "attractor_3d",
+        "bifurcation",
+        "fixed_point_distance",
+        "eigenvalues",
+        "fixed_point_stability",
+    ):
         assert (run / "figures" / f"{fig}.png").exists(), fig
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["system"] == "modified" and "stable_interval_ode" in saved

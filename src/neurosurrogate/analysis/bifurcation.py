@@ -155,7 +155,9 @@ def two_branch_diagram(
     return BifurcationDiagram(v[order], w[order], d1.dt, [r[i] for i in order])
 
 
-def transition_point(v_s: np.ndarray, regimes: Sequence[str], *, left: str = "bursting", right: str = "spiking"):
+def transition_point(
+    v_s: np.ndarray, regimes: Sequence[str], *, left: str = "bursting", right: str = "spiking"
+):
     """V_S of the ``left`` -> ``right`` transition: midpoint between the last ``left`` value and the first value of the
     ``right`` run that extends to the end of the grid (None if there is no such transition)."""
     v_s = np.asarray(v_s)
@@ -184,9 +186,7 @@ def stable_interval(v_s: np.ndarray, max_real: np.ndarray) -> tuple[float, float
     return lo, hi
 
 
-def fraction_to_fixed_point(
-    final_states: np.ndarray, u_star: np.ndarray, *, tol: float = 0.1
-) -> float:
+def fraction_to_fixed_point(final_states: np.ndarray, u_star: np.ndarray, *, tol: float = 0.1) -> float:
     """Fraction of final states within ``tol`` (scaled distance: V/10 mV, n/0.01, S/0.01) of the fixed point."""
     scale = np.array([10.0, 0.01, 0.01])
     d = np.linalg.norm((np.asarray(final_states) - np.asarray(u_star)) / scale, axis=-1)

@@ -72,7 +72,9 @@ def iterate_map(
     u0 = check_state(u0, name="u0")
     check_v_s(V_S, v_range=v_s_range)
     if n_steps < 1 or record_every < 1 or n_steps % record_every:
-        raise ValueError(f"n_steps={n_steps}, record_every={record_every}: need positive values, n_steps a multiple")
+        raise ValueError(
+            f"n_steps={n_steps}, record_every={record_every}: need positive values, n_steps a multiple"
+        )
     u0 = jnp.asarray(u0, dtype=jnp.result_type(float))
     V_S = jnp.broadcast_to(jnp.asarray(V_S, dtype=u0.dtype), u0.shape[:-1])
 

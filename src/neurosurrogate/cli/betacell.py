@@ -17,14 +17,27 @@ _err = Console(stderr=True)
 
 @reproduce_app.command("betacell-map")
 def betacell_map_command(
-    system: Annotated[str, typer.Option(help="'original' (g_K2 = 0) or 'modified' (bistable, g_K2 = 0.12)")] = "original",
-    dt: Annotated[list[float] | None, typer.Option(help="map time step(s), s: 0.005, 0.0025, 0.001 (repeat the "
-                                                   "option; the first is the main one; default: all three)")] = None,
+    system: Annotated[
+        str, typer.Option(help="'original' (g_K2 = 0) or 'modified' (bistable, g_K2 = 0.12)")
+    ] = "original",
+    dt: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="map time step(s), s: 0.005, 0.0025, 0.001 (repeat the "
+            "option; the first is the main one; default: all three)"
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="run folder (default runs/betacell-map-SYSTEM)")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="small sizes (about a minute) for tests and smoke runs")] = False,
-    epochs: Annotated[int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="small sizes (about a minute) for tests and smoke runs")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of data and weights")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="continue training from checkpoints in OUT")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train the per-variable map (eq. 8) on ODE trajectories and compare fixed points, eigenvalues and bifurcation
@@ -46,12 +59,17 @@ def betacell_map_command(
     table = Table(title=f"beta-cell map, {system} system")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [("validation MSE", metrics["val_mse"]), ("max fixed-point distance", metrics["fp_max_distance"]),
-            ("max eigenvalue rel. error (V_S <= -35)", metrics["eig_max_rel_err_left_half"]),
-            ("transition error (map vs ODE)", metrics["transition_error"])]
+    rows = [
+        ("validation MSE", metrics["val_mse"]),
+        ("max fixed-point distance", metrics["fp_max_distance"]),
+        ("max eigenvalue rel. error (V_S <= -35)", metrics["eig_max_rel_err_left_half"]),
+        ("transition error (map vs ODE)", metrics["transition_error"]),
+    ]
     if system == "modified":
-        rows += [("stable interval ODE", metrics.get("stable_interval_ode")),
-                 ("stable interval map", metrics.get("stable_interval_map"))]
+        rows += [
+            ("stable interval ODE", metrics.get("stable_interval_ode")),
+            ("stable interval map", metrics.get("stable_interval_map")),
+        ]
     for name, value in rows:
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     _console.print(table)

@@ -27,7 +27,14 @@ import xarray as xr
 from ..models.betacell import STATE_NAMES, V_S_RANGE, BetaCell, fixed_point, solve
 from .store import load_dataset, save_dataset
 
-__all__ = ["ALLOWED_DT", "MapDataConfig", "load_map_dataset", "make_map_dataset", "pairs_arrays", "save_map_dataset"]
+__all__ = [
+    "ALLOWED_DT",
+    "MapDataConfig",
+    "load_map_dataset",
+    "make_map_dataset",
+    "pairs_arrays",
+    "save_map_dataset",
+]
 
 #: time steps of the paper (s)
 ALLOWED_DT: tuple[float, ...] = (0.005, 0.0025, 0.001)
@@ -104,8 +111,9 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
 
         progress_bar = Progress(transient=True)
         progress_bar.start()
-        task = progress_bar.add_task(f"simulating {config.n_chunks} chunks ({config.system}, dt={config.dt})",
-                                     total=config.n_chunks)
+        task = progress_bar.add_task(
+            f"simulating {config.n_chunks} chunks ({config.system}, dt={config.dt})", total=config.n_chunks
+        )
     try:
         with jax.enable_x64(True):
             ts = config.transient + jnp.arange(steps + 1) * config.dt
@@ -114,15 +122,29 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
             while len(chunks) < config.n_chunks:
                 attempts += 1
                 if attempts > 20 * (config.n_chunks // config.batch + 1):
-                    raise RuntimeError("could not draw enough oscillating chunks; widen v_s_range or check the model")
+                    raise RuntimeError(
+                        "could not draw enough oscillating chunks; widen v_s_range or check the model"
+                    )
                 nb = config.batch
                 v_s = rng.uniform(*config.v_s_range, size=nb)
                 lo = np.array([c[0] for c in START_CUBE])
                 hi = np.array([c[1] for c in START_CUBE])
                 u0 = lo + (hi - lo) * rng.uniform(size=(nb, 3))
-                far = np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
-                traj = np.asarray(solve(model, jnp.asarray(u0[far]), jnp.asarray(v_s[far]), ts, t0=0.0,
-                                        rtol=config.rtol, atol=config.rtol * 1e-2, solver=diffrax.Tsit5()))
+                far = (
+                    np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
+                )
+                traj = np.asarray(
+                    solve(
+                        model,
+                        jnp.asarray(u0[far]),
+                        jnp.asarray(v_s[far]),
+                        ts,
+                        t0=0.0,
+                        rtol=config.rtol,
+                        atol=config.rtol * 1e-2,
+                        solver=diffrax.Tsit5(),
+                    )
+                )
                 ok = np.isfinite(traj).all(axis=(1, 2)) & (np.ptp(traj[:, :, 0], axis=1) > 1.0)
                 for tr, p in zip(traj[ok], v_s[far][ok], strict=True):
                     if len(chunks) < config.n_chunks:
@@ -159,8 +181,14 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
         },
         coords={"var": list(STATE_NAMES), "param": ["V_S"]},
         attrs={
-            "dt": config.dt, "system": config.system, "g_K2": model.g_K2, "transient": config.transient,
-            "chunk_time": config.chunk_time, "seed": config.seed, "max_pairs": config.max_pairs or -1, "v_s_range": list(config.v_s_range),
+            "dt": config.dt,
+            "system": config.system,
+            "g_K2": model.g_K2,
+            "transient": config.transient,
+            "chunk_time": config.chunk_time,
+            "seed": config.seed,
+            "max_pairs": config.max_pairs or -1,
+            "v_s_range": list(config.v_s_range),
             "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},
             "description": "standardised (p, u(t), u(t+dt)) pairs of the beta-cell ODE (seed 003 eq. 10)",
         },
@@ -176,8 +204,12 @@ def save_map_dataset(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool
 
 def load_map_dataset(path: str | os.PathLike) -> xr.Dataset:
     """Load and validate a store written by :func:`save_map_dataset`."""
-    return load_dataset(path, kind=KIND, variables=("p", "u", "v", "m_u", "s_u", "m_p", "s_p"),
-                        dims=("sample", "var", "param"))
+    return load_dataset(
+        path,
+        kind=KIND,
+        variables=("p", "u", "v", "m_u", "s_u", "m_p", "s_p"),
+        dims=("sample", "var", "param"),
+    )
 
 
 def pairs_arrays(ds: xr.Dataset) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,11 +35,11 @@ from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalue
 from ..data.betacell import ALLOWED_DT, MapDataConfig, make_map_dataset, pairs_arrays, save_map_dataset
 from ..models.betacell import V_S_RANGE, BetaCell, eigenvalues, fixed_point, solve
 from ..report.html import write_report
-from ..surrogates.recurrent_map import RecurrentMap, standardised_mse
+from ..surrogates.recurrent_map import RecurrentMap, load_map, save_map, standardised_mse
 from ..surrogates.training import TrainConfig, train
 from ._run import RunFolder
 
-__all__ = ["BetaCellMapConfig", "run_betacell_map", "load_map"]
+__all__ = ["BetaCellMapConfig", "load_map", "run_betacell_map"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +97,25 @@ class BetaCellMapConfig:
     def quick(cls, **overrides) -> BetaCellMapConfig:
         """A small configuration (about a minute on 2 CPU cores) for tests and smoke runs."""
         base = dict(
-            dts=(0.005,), n_chunks=12, chunk_time=8.0, transient=40.0, max_pairs=12_000, n_hidden=32, epochs=40,
-            batch_size=256, n_bif=5, bif_transient=4.0, bif_window=3.0, n_fp=11, n_starts=50, n_basin=3,
-            basin_time=5.0, series_time=10.0,
+            dts=(0.005,),
+            n_chunks=12,
+            chunk_time=8.0,
+            transient=40.0,
+            max_pairs=12_000,
+            n_hidden=32,
+            epochs=40,
+            batch_size=256,
+            n_bif=5,
+            bif_transient=4.0,
+            bif_window=3.0,
+            n_fp=11,
+            n_starts=50,
+            n_basin=3,
+            basin_time=5.0,
+            series_time=10.0,
         )
         base.update(overrides)
         return cls(**base)
-
-
-def load_map(path: str | os.PathLike, *, n_hidden: int = 100, f: str = "tanh", g: str = "tanh") -> RecurrentMap:
-    """Load a map saved by the reproduction (``map_dt*.eqx``)."""
-    template = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=n_hidden, f=f, g=g)
-    return eqx.tree_deserialise_leaves(path, template)
 
 
 # --- helpers -------------------------------------------------------------------------------------------------------------
@@ -119,8 +125,17 @@ def _ode_runner(model: BetaCell, dt: float):
     def run(u0, vs, n):
         with jax.enable_x64(True):
             ts = jnp.arange(n + 1) * dt
-            return np.asarray(solve(model, jnp.asarray(u0, dtype=jnp.float64), vs, ts, solver=diffrax.Tsit5(),
-                                    rtol=1e-8, atol=1e-10))
+            return np.asarray(
+                solve(
+                    model,
+                    jnp.asarray(u0, dtype=jnp.float64),
+                    vs,
+                    ts,
+                    solver=diffrax.Tsit5(),
+                    rtol=1e-8,
+                    atol=1e-10,
+                )
+            )
 
     return run
 
@@ -132,10 +147,19 @@ def _map_runner(net: RecurrentMap):
     return run
 
 
-def _train_map(cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool, resume: bool = False) -> tuple[RecurrentMap, dict]:
+def _train_map(
+    cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool, resume: bool = False
+) -> tuple[RecurrentMap, dict]:
     t0 = time.perf_counter()
-    dcfg = MapDataConfig(system=cfg.system, dt=dt, n_chunks=cfg.n_chunks, chunk_time=cfg.chunk_time,
-                         transient=cfg.transient, seed=cfg.seed, max_pairs=cfg.max_pairs)
+    dcfg = MapDataConfig(
+        system=cfg.system,
+        dt=dt,
+        n_chunks=cfg.n_chunks,
+        chunk_time=cfg.chunk_time,
+        transient=cfg.transient,
+        seed=cfg.seed,
+        max_pairs=cfg.max_pairs,
+    )
     ds = make_map_dataset(dcfg, progress=progress)
     save_map_dataset(ds, run.path / f"pairs_dt{dt:g}.zarr", overwrite=True)
     t_data = time.perf_counter() - t0
@@ -147,16 +171,35 @@ def _train_map(cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool
     steps = cfg.epochs * max(1, n_train // cfg.batch_size)
     opt = optax.adam(optax.cosine_decay_schedule(cfg.lr, max(steps, 1), alpha=1e-3))
     t1 = time.perf_counter()
-    res = train(net, standardised_mse, (p, u, v), opt,
-                TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, val_fraction=cfg.val_fraction,
-                            seed=cfg.seed, progress=progress, checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx",
-                            checkpoint_every=50, resume=resume))
+    res = train(
+        net,
+        standardised_mse,
+        (p, u, v),
+        opt,
+        TrainConfig(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            progress=progress,
+            checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx",
+            checkpoint_every=50,
+            resume=resume,
+        ),
+    )
     t_train = time.perf_counter() - t1
-    eqx.tree_serialise_leaves(run.path / f"map_dt{dt:g}.eqx", res.model)
-    run.log.info("dt=%g: best val MSE %.3e at epoch %d (%.1f s)", dt, res.best_val_loss, res.best_epoch, t_train)
-    info = {"val_mse": res.best_val_loss, "best_epoch": res.best_epoch, "n_pairs": int(p.shape[0]),
-            "data_seconds": t_data, "train_seconds": t_train,
-            "train_loss_final": float(res.history["train_loss"][-1]) if len(res.history["train_loss"]) else None}
+    save_map(run.path / f"map_dt{dt:g}.eqx", res.model)
+    run.log.info(
+        "dt=%g: best val MSE %.3e at epoch %d (%.1f s)", dt, res.best_val_loss, res.best_epoch, t_train
+    )
+    info = {
+        "val_mse": res.best_val_loss,
+        "best_epoch": res.best_epoch,
+        "n_pairs": int(p.shape[0]),
+        "data_seconds": t_data,
+        "train_seconds": t_train,
+        "train_loss_final": float(res.history["train_loss"][-1]) if len(res.history["train_loss"]) else None,
+    }
     return res.model, info
 
 
@@ -178,9 +221,13 @@ def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.n
             ok.append(bool(conv))
             mu_map.append(np.asarray(ode_eigenvalues_from_map(net, us, float(vs), dt=dt)))
             p = jnp.array([vs], dtype=jnp.float32)
-            jac_err.append(float(jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(lambda x: net(x, p))(us)))))
-        out["maps"][dt] = {"u": np.stack(u_map), "converged": np.array(ok), "mu": np.stack(mu_map),
-                           "jac_err": float(np.max(jac_err))}
+            jac_err.append(float(jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))))
+        out["maps"][dt] = {
+            "u": np.stack(u_map),
+            "converged": np.array(ok),
+            "mu": np.stack(mu_map),
+            "jac_err": float(np.max(jac_err)),
+        }
     return out
 
 
@@ -204,7 +251,7 @@ def _fig_series(path, t, series: dict[str, np.ndarray], titles):
     plt = _plt()
     fig, axes = plt.subplots(3, len(series), figsize=(5 * len(series), 7), sharex=True, squeeze=False)
     labels = ["V (mV)", "n", "S"]
-    for c, (name, (ode, net)) in enumerate(series.items()):
+    for c, (ode, net) in enumerate(series.values()):
         for r in range(3):
             ax = axes[r, c]
             ax.plot(t, ode[:, r], "k-", lw=1.2, label="ODE")
@@ -239,7 +286,9 @@ def _fig_bifurcation(path, diagrams: dict[str, BifurcationDiagram], transitions:
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.5), squeeze=False)
     for ax, (name, d) in zip(axes[0], diagrams.items(), strict=True):
         t = np.arange(d.windows.shape[1]) * d.dt
-        im = ax.pcolormesh(d.v_s, t, d.windows[:, :, 0].T, cmap="Greys", shading="nearest", vmin=-70, vmax=-20)
+        im = ax.pcolormesh(
+            d.v_s, t, d.windows[:, :, 0].T, cmap="Greys", shading="nearest", vmin=-70, vmax=-20
+        )
         if transitions.get(name) is not None:
             ax.axvline(transitions[name], color="tab:blue", ls=":", lw=1)
         ax.set_title(name)
@@ -327,21 +376,27 @@ def run_betacell_map(
 
     # time series at V_S = -36 (bursting) and -33 (spiking), both from the same point on the attractor (Fig. 1/7)
     n_series = int(round(cfg.series_time / dt))
-    series, attract = {}, {}
+    series = {}
     for vs in (-36.0, -33.0):
         u_att = ode_run(np.array([-60.0, 0.0, 0.18]), vs, int(round(cfg.bif_transient / dt)))[-1]
         series[vs] = (ode_run(u_att, vs, n_series), map_run(u_att, vs, n_series))
     t = np.arange(n_series + 1) * dt
     _fig_series(run.figure("time_series"), t, series, ["V_S = -36 (bursting)", "V_S = -33 (spiking)"])
-    figures.append(("Time series, ODE (black) vs map (red dashed), cf. Fig. 1 and 7", run.figure("time_series")))
+    figures.append(
+        ("Time series, ODE (black) vs map (red dashed), cf. Fig. 1 and 7", run.figure("time_series"))
+    )
     _fig_attractor(run.figure("attractor_3d"), *series[-36.0], -36.0)
     figures.append(("3-D bursting attractor at V_S = -36: ODE and map (Fig. 2)", run.figure("attractor_3d")))
 
     # bifurcation diagrams with inheritance + alignment
     v_bif = np.linspace(*V_S_RANGE, cfg.n_bif)
-    kw = dict(dt=dt, transient_steps=int(round(cfg.bif_transient / dt)),
-              window_steps=int(round(cfg.bif_window / dt)), align_stride=max(1, int(round(0.05 / dt))),
-              progress=progress)
+    kw = dict(
+        dt=dt,
+        transient_steps=int(round(cfg.bif_transient / dt)),
+        window_steps=int(round(cfg.bif_window / dt)),
+        align_stride=max(1, int(round(0.05 / dt))),
+        progress=progress,
+    )
     far = np.array([-20.0, 0.05, 0.2])  # far from the fixed point: lands on the oscillating attractor
     diagrams: dict[str, BifurcationDiagram] = {}
     if cfg.system == "original":
@@ -352,12 +407,16 @@ def run_betacell_map(
             u_fp36 = np.asarray(fixed_point(model, -36.0))
         near = u_fp36 + np.array([0.05, 0.0, 0.0])
         for name, r in (("ODE", ode_run), ("map", map_run)):
-            diagrams[f"{name}, far start"] = two_branch_diagram(r, v_bif, far, -36.0, label=f"{name} far", **kw)
-            diagrams[f"{name}, near fixed point"] = two_branch_diagram(r, v_bif, near, -36.0,
-                                                                      label=f"{name} near", **kw)
+            diagrams[f"{name}, far start"] = two_branch_diagram(
+                r, v_bif, far, -36.0, label=f"{name} far", **kw
+            )
+            diagrams[f"{name}, near fixed point"] = two_branch_diagram(
+                r, v_bif, near, -36.0, label=f"{name} near", **kw
+            )
     transitions = {k: transition_point(d.v_s, d.regimes) for k, d in diagrams.items()}
-    metrics["regimes"] = {k: dict(zip([f"{v:.3f}" for v in d.v_s], d.regimes, strict=True))
-                          for k, d in diagrams.items()}
+    metrics["regimes"] = {
+        k: dict(zip([f"{v:.3f}" for v in d.v_s], d.regimes, strict=True)) for k, d in diagrams.items()
+    }
     metrics["transition_v_s"] = transitions
     k_ode = "ODE" if cfg.system == "original" else "ODE, far start"
     k_map = "map" if cfg.system == "original" else "map, far start"
@@ -366,18 +425,25 @@ def run_betacell_map(
     else:
         metrics["transition_error"] = None
     _fig_bifurcation(run.figure("bifurcation"), diagrams, transitions)
-    figures.append(("Bifurcation diagrams (V, darker = higher), inheritance + window alignment (Fig. 3/5/9)",
-                    run.figure("bifurcation")))
+    figures.append(
+        (
+            "Bifurcation diagrams (V, darker = higher), inheritance + window alignment (Fig. 3/5/9)",
+            run.figure("bifurcation"),
+        )
+    )
 
     # fixed points and eigenvalues (Fig. 10-12)
     v_grid = np.linspace(*V_S_RANGE, cfg.n_fp)
     fps = _fixed_points(model, nets, v_grid)
     dist = {d: np.linalg.norm(m["u"] - fps["u_ode"], axis=1) for d, m in fps["maps"].items()}
     _fig_fp_distance(run.figure("fixed_point_distance"), v_grid, dist)
-    figures.append(("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance")))
+    figures.append(
+        ("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance"))
+    )
     _fig_eigs(run.figure("eigenvalues"), v_grid, fps["mu_ode"], fps["maps"])
-    figures.append(("Fixed-point eigenvalues vs V_S: ODE and maps for each dt (Fig. 11/12)",
-                    run.figure("eigenvalues")))
+    figures.append(
+        ("Fixed-point eigenvalues vs V_S: ODE and maps for each dt (Fig. 11/12)", run.figure("eigenvalues"))
+    )
     left = 0.5 * (V_S_RANGE[0] + V_S_RANGE[1])
     metrics["fixed_point"] = {
         f"dt{d:g}": {
@@ -390,12 +456,21 @@ def run_betacell_map(
         for d in nets
     }
     metrics["fp_max_distance"] = metrics["fixed_point"][f"dt{dt:g}"]["max_distance"]
-    metrics["eig_max_rel_err_left_half"] = float(max(metrics["fixed_point"][f"dt{dt:g}"]["eig_rel_err_left_half"]))
-    run.write_json("fixed_points.json", {"v_s": v_grid, "u_ode": fps["u_ode"],
-                                         "mu_ode_real": fps["mu_ode"].real, "mu_ode_imag": fps["mu_ode"].imag,
-                                         **{f"u_map_dt{d:g}": m["u"] for d, m in fps["maps"].items()},
-                                         **{f"mu_map_real_dt{d:g}": m["mu"].real for d, m in fps["maps"].items()},
-                                         **{f"mu_map_imag_dt{d:g}": m["mu"].imag for d, m in fps["maps"].items()}})
+    metrics["eig_max_rel_err_left_half"] = float(
+        max(metrics["fixed_point"][f"dt{dt:g}"]["eig_rel_err_left_half"])
+    )
+    run.write_json(
+        "fixed_points.json",
+        {
+            "v_s": v_grid,
+            "u_ode": fps["u_ode"],
+            "mu_ode_real": fps["mu_ode"].real,
+            "mu_ode_imag": fps["mu_ode"].imag,
+            **{f"u_map_dt{d:g}": m["u"] for d, m in fps["maps"].items()},
+            **{f"mu_map_real_dt{d:g}": m["mu"].real for d, m in fps["maps"].items()},
+            **{f"mu_map_imag_dt{d:g}": m["mu"].imag for d, m in fps["maps"].items()},
+        },
+    )
 
     if cfg.system == "modified":
         max_ode = fps["mu_ode"][:, 0].real
@@ -404,7 +479,9 @@ def run_betacell_map(
         metrics["stable_interval_ode"] = si_ode
         metrics["stable_interval_map"] = si_map
         if si_ode is not None and si_map is not None:
-            metrics["stable_interval_error"] = float(max(abs(si_ode[0] - si_map[0]), abs(si_ode[1] - si_map[1])))
+            metrics["stable_interval_error"] = float(
+                max(abs(si_ode[0] - si_map[0]), abs(si_ode[1] - si_map[1]))
+            )
         # fraction of random starts reaching the stable fixed point (map, n_starts per V_S), Fig. 5c
         v_basin = np.linspace(*V_S_RANGE, cfg.n_basin)
         n_b = int(round(cfg.basin_time / dt))
@@ -412,30 +489,50 @@ def run_betacell_map(
         fracs = []
         for k, vs in enumerate(v_basin):
             kk = int(np.argmin(np.abs(v_grid - vs)))
-            finals = np.asarray(iterate_map(net, jnp.asarray(starts, dtype=jnp.float32),
-                                            jnp.full((cfg.n_starts,), vs, dtype=jnp.float32), n_b,
-                                            record_every=n_b))[:, -1]
+            finals = np.asarray(
+                iterate_map(
+                    net,
+                    jnp.asarray(starts, dtype=jnp.float32),
+                    jnp.full((cfg.n_starts,), vs, dtype=jnp.float32),
+                    n_b,
+                    record_every=n_b,
+                )
+            )[:, -1]
             stable = max_map[kk] < 0
             fracs.append(fraction_to_fixed_point(finals, fps["maps"][dt]["u"][kk]) if stable else 0.0)
             del k
         metrics["fraction_to_fixed_point_map"] = dict(zip([f"{v:.2f}" for v in v_basin], fracs, strict=True))
         _fig_basin(run.figure("fixed_point_stability"), v_grid, max_ode, max_map, v_basin, fracs)
-        figures.append(("Largest Re mu of the fixed point (ODE, map) and fraction of random starts reaching it "
-                        "(Fig. 5c/9c)", run.figure("fixed_point_stability")))
+        figures.append(
+            (
+                "Largest Re mu of the fixed point (ODE, map) and fraction of random starts reaching it "
+                "(Fig. 5c/9c)",
+                run.figure("fixed_point_stability"),
+            )
+        )
 
     metrics["seconds_total"] = time.perf_counter() - t_start
     run.write_metrics(metrics)
     summary = {
-        "system": cfg.system, "dt (main)": dt, "validation MSE (standardised)": metrics["val_mse"],
+        "system": cfg.system,
+        "dt (main)": dt,
+        "validation MSE (standardised)": metrics["val_mse"],
         "max fixed-point distance": metrics["fp_max_distance"],
         "max eigenvalue rel. error, V_S <= -35": metrics["eig_max_rel_err_left_half"],
-        "bursting->spiking transition (ODE)": transitions[k_ode], "transition (map)": transitions[k_map],
+        "bursting->spiking transition (ODE)": transitions[k_ode],
+        "transition (map)": transitions[k_map],
     }
     if cfg.system == "modified":
         summary["stable interval ODE"] = metrics.get("stable_interval_ode")
         summary["stable interval map"] = metrics.get("stable_interval_map")
-    write_report(run.path / "report.html", f"Beta-cell recurrent map ({cfg.system} system)",
-                 [("Summary", summary), ("Figures", figures), ("All metrics", {k: v for k, v in metrics.items()
-                                                                              if k != "regimes"})],
-                 footer="neurosurrogate reproduce betacell-map (seed 003, Kuptsov, Stankevich & Bagautdinova)")
+    write_report(
+        run.path / "report.html",
+        f"Beta-cell recurrent map ({cfg.system} system)",
+        [
+            ("Summary", summary),
+            ("Figures", figures),
+            ("All metrics", {k: v for k, v in metrics.items() if k != "regimes"}),
+        ],
+        footer="neurosurrogate reproduce betacell-map (seed 003, Kuptsov, Stankevich & Bagautdinova)",
+    )
     return metrics

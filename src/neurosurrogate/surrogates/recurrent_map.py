@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-__all__ = ["ACTIVATIONS", "RecurrentMap", "standardised_mse"]
+__all__ = ["ACTIVATIONS", "RecurrentMap", "load_map", "save_map", "standardised_mse"]
 
 #: activations selectable by name (f and g of eq. 8) with their derivatives (for eq. 18)
 ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
@@ -74,7 +74,14 @@ class RecurrentMap(eqx.Module):
 
     @classmethod
     def init(
-        cls, key, *, n_state: int = 3, n_param: int = 1, n_hidden: int = 100, f: str = "tanh", g: str = "tanh",
+        cls,
+        key,
+        *,
+        n_state: int = 3,
+        n_param: int = 1,
+        n_hidden: int = 100,
+        f: str = "tanh",
+        g: str = "tanh",
         out_scale: float = 1e-2,
     ) -> RecurrentMap:
         """Random weights (Glorot-normal inputs, small outputs so that the map starts near the identity).
@@ -159,7 +166,9 @@ class RecurrentMap(eqx.Module):
     def _pre(self, z, q):
         """y_i (pre-activation of eq. 13) and z_i (pre-activation of eq. 14), each (D_u, N_h)."""
         g, _ = ACTIVATIONS[self.g]
-        y = jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta  # eq. 13 / eq. 18 y_i
+        y = (
+            jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta
+        )  # eq. 13 / eq. 18 y_i
         zz = z[:, None] * self.a + self.alpha + g(y)  # eq. 14 / eq. 18 z_i
         return y, zz
 
@@ -183,7 +192,9 @@ class RecurrentMap(eqx.Module):
         w = fp(zz) * self.b  # Diag f'(z_i) b_i, (D_u, N_h)
         diag = 1.0 + jnp.sum(self.a * w, axis=-1)  # j_ii = 1 + a_i Diag f'(z_i) b_i
         # j_ij = Row(A_i, j) Diag g'(y_i) Diag f'(z_i) b_i; A'_i lacks row i
-        off = jnp.einsum("ijh,ih->ij", self.A, gp(y) * w)  # (D_u, D_u - 1), column k <-> variable others[i, k]
+        off = jnp.einsum(
+            "ijh,ih->ij", self.A, gp(y) * w
+        )  # (D_u, D_u - 1), column k <-> variable others[i, k]
         d = self.n_state
         J = jnp.diag(diag)
         for i in range(d):
@@ -194,7 +205,9 @@ class RecurrentMap(eqx.Module):
     def jacobian(self, u, p) -> Float[Array, "u u"]:
         """Closed-form Jacobian dF/du (eq. 18) in physical units: diag(s_u) J_std diag(1/s_u)."""
         _, s_u, _, _ = self._stats()
-        J = self.jacobian_standardised(self.standardise_state(u), self.standardise_param(jnp.reshape(p, (-1,))))
+        J = self.jacobian_standardised(
+            self.standardise_state(u), self.standardise_param(jnp.reshape(p, (-1,)))
+        )
         return J * s_u[:, None] / s_u[None, :]
 
 
@@ -203,3 +216,55 @@ def standardised_mse(model: RecurrentMap, batch) -> jax.Array:
     q, z, z_next = batch
     pred = jax.vmap(model.step_standardised)(z, q)
     return jnp.mean((pred - z_next) ** 2)
+
+
+def save_map(path, net: RecurrentMap):
+    """Write ``net`` atomically: one JSON header line (sizes, activations) followed by the Equinox leaves."""
+    import io
+    import json
+
+    from .._io import atomic_write_bytes
+
+    header = {
+        "format": "neurosurrogate-recurrent-map",
+        "version": 1,
+        "n_state": net.n_state,
+        "n_param": net.n_param,
+        "n_hidden": net.n_hidden,
+        "f": net.f,
+        "g": net.g,
+    }
+    buf = io.BytesIO()
+    buf.write((json.dumps(header) + "\n").encode())
+    eqx.tree_serialise_leaves(buf, net)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_map(path) -> RecurrentMap:
+    """Read a map written by :func:`save_map` (sizes and activations come from the file's header)."""
+    import json
+
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        try:
+            header = json.loads(first.decode())
+            ok = isinstance(header, dict) and header.get("format") == "neurosurrogate-recurrent-map"
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            ok = False
+        if not ok:  # a bare Equinox file: assume the paper's sizes (N_h = 100, tanh)
+            fh.seek(0)
+            header = {"n_state": 3, "n_param": 1, "n_hidden": 100, "f": "tanh", "g": "tanh"}
+        template = RecurrentMap.init(
+            jax.random.PRNGKey(0),
+            n_state=header["n_state"],
+            n_param=header["n_param"],
+            n_hidden=header["n_hidden"],
+            f=header["f"],
+            g=header["g"],
+        )
+        try:
+            return eqx.tree_deserialise_leaves(fh, template)
+        except Exception as exc:
+            raise ValueError(
+                f"{path} is not a recurrent map written by save_map ({exc}); re-run the training"
+            ) from exc

@@ -99,13 +99,17 @@ def mse_loss(model, batch: tuple) -> jax.Array:
 
 def _check_data(data: Sequence, name: str) -> tuple:
     if not isinstance(data, (tuple, list)) or not data:
-        raise ValueError(f"{name} must be a non-empty tuple of arrays sharing their first axis, got {type(data).__name__}")
+        raise ValueError(
+            f"{name} must be a non-empty tuple of arrays sharing their first axis, got {type(data).__name__}"
+        )
     arrays = tuple(jnp.asarray(a) for a in data)
     n = arrays[0].shape[0] if arrays[0].ndim else None
     for i, a in enumerate(arrays):
         if a.ndim == 0 or a.shape[0] != n:
             shapes = [tuple(b.shape) for b in arrays]
-            raise ValueError(f"{name}[{i}] has shape {tuple(a.shape)}; all arrays need the same leading length ({shapes})")
+            raise ValueError(
+                f"{name}[{i}] has shape {tuple(a.shape)}; all arrays need the same leading length ({shapes})"
+            )
     if n == 0:
         raise ValueError(f"{name} has no samples; pass at least one")
     return arrays
@@ -181,7 +185,9 @@ def train(
     if val_data is not None:
         val = _check_data(val_data, "val_data")
         if len(val) != len(data):
-            raise ValueError(f"val_data has {len(val)} arrays but data has {len(data)}; pass the same structure")
+            raise ValueError(
+                f"val_data has {len(val)} arrays but data has {len(data)}; pass the same structure"
+            )
         tr = data
     elif config.val_fraction > 0:
         n_val = max(1, int(round(n * config.val_fraction)))
@@ -223,7 +229,9 @@ def train(
     start_epoch = 0
     ckpt = Path(config.checkpoint) if config.checkpoint is not None else None
     if ckpt is not None and config.resume and ckpt.exists():
-        (params, opt_state, best_params, key), meta = _load_checkpoint(ckpt, (params, opt_state, best_params, key))
+        (params, opt_state, best_params, key), meta = _load_checkpoint(
+            ckpt, (params, opt_state, best_params, key)
+        )
         start_epoch = int(meta["epoch"])
         train_hist, val_hist = list(meta["train_loss"]), list(meta["val_loss"])
         best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
@@ -233,8 +241,12 @@ def train(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         progress = Progress(
-            TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[msg]}"),
-            TimeRemainingColumn(), transient=False,
+            TextColumn("training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[msg]}"),
+            TimeRemainingColumn(),
+            transient=False,
         )
         progress.start()
         task = progress.add_task("train", total=config.epochs, completed=start_epoch, msg="")
@@ -253,9 +265,16 @@ def train(
                 callback(epoch, tl, vl)
             if progress is not None:
                 progress.update(task, advance=1, msg=f"train {tl:.3e}  val {vl:.3e}  best {best_val:.3e}")
-            if ckpt is not None and ((epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs):
-                meta = {"epoch": epoch + 1, "train_loss": train_hist, "val_loss": val_hist,
-                        "best_val_loss": best_val if np.isfinite(best_val) else None, "best_epoch": best_epoch}
+            if ckpt is not None and (
+                (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs
+            ):
+                meta = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_hist,
+                    "val_loss": val_hist,
+                    "best_val_loss": best_val if np.isfinite(best_val) else None,
+                    "best_epoch": best_epoch,
+                }
                 if meta["best_val_loss"] is None:
                     meta["best_val_loss"] = float("inf")
                 _save_checkpoint(ckpt, (params, opt_state, best_params, key), meta)
