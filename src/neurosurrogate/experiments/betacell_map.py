@@ -11,6 +11,7 @@ Entry point: :func:`run_betacell_map` (CLI: ``neurosurrogate reproduce betacell-
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -151,6 +152,12 @@ def _train_map(
     cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool, resume: bool = False
 ) -> tuple[RecurrentMap, dict]:
     t0 = time.perf_counter()
+    map_path = run.path / f"map_dt{dt:g}.eqx"
+    if resume and map_path.exists():
+        # a finished map from an earlier run of this folder: reuse it (and its training metrics)
+        old = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
+        run.log.info("dt=%g: reusing %s", dt, map_path)
+        return load_map(map_path), old.get(f"train_dt{dt:g}", {"val_mse": None, "reused": True})
     dcfg = MapDataConfig(
         system=cfg.system,
         dt=dt,
@@ -212,11 +219,15 @@ def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.n
         u_map, ok, mu_map, jac_err = [], [], [], []
         guess = jnp.asarray(u_ode[0], dtype=jnp.float32)
         for k, vs in enumerate(v_grid):
-            # Newton from the ODE's fixed point (then from the previous map solution if that fails)
-            us, conv = map_fixed_point(net, float(vs), jnp.asarray(u_ode[k], dtype=jnp.float32))
-            if not bool(conv):
-                us, conv = map_fixed_point(net, float(vs), guess)
-            guess = us
+            # Newton from the ODE's fixed point and from the previous map solution (continuation); of the converged
+            # solutions keep the one closest to the ODE's fixed point (the map may have other, spurious ones)
+            cands = [map_fixed_point(net, float(vs), jnp.asarray(u_ode[k], dtype=jnp.float32))]
+            if k > 0:
+                cands.append(map_fixed_point(net, float(vs), guess))
+            good = [c for c in cands if bool(c[1]) and bool(jnp.all(jnp.isfinite(c[0])))] or cands[:1]
+            us, conv = min(good, key=lambda c: float(np.linalg.norm(np.asarray(c[0]) - u_ode[k])))
+            if bool(conv):
+                guess = us
             u_map.append(np.asarray(us))
             ok.append(bool(conv))
             mu_map.append(np.asarray(ode_eigenvalues_from_map(net, us, float(vs), dt=dt)))
@@ -357,7 +368,8 @@ def run_betacell_map(
         cfg: the configuration.
         out: run folder (created; files are replaced).
         progress: Rich progress bars.
-        resume: continue training from the checkpoints in ``out`` (an interrupted run loses at most 50 epochs).
+        resume: reuse the trained maps in ``out`` and continue unfinished trainings from their checkpoints (an
+            interrupted run loses at most 50 epochs).
     """
     t_start = time.perf_counter()
     run = RunFolder(out, dataclasses.asdict(cfg))
