@@ -54,7 +54,22 @@ def test_diffrax_matches_scipy_radau(x64):
     u0 = np.array([-60.0, 0.0, 0.18])
     ts = np.linspace(0.0, 3.0, 301)
     ours = np.asarray(solve(model, jnp.asarray(u0), -36.0, jnp.asarray(ts), solver=diffrax.Tsit5()))
-    f = lambda t, u: np.asarray(model.vector_field(0.0, jnp.asarray(u), -36.0))
+    m = model
+
+    def f(t, u):  # the same equations in NumPy (seed 003 eq. 1-7), so that scipy is an independent reference
+        V, n, S = u
+        sig = lambda x: 1.0 / (1.0 + np.exp(-x))
+        i_ion = (
+            m.g_Ca * sig((V - m.V_m) / m.theta_m) * (V - m.V_Ca)
+            + m.g_K * n * (V - m.V_K)
+            + m.g_S * S * (V - m.V_K)
+        )
+        return [
+            -i_ion / m.tau,
+            m.sigma * (sig((V - m.V_n) / m.theta_n) - n) / m.tau,
+            (sig((V + 36.0) / m.theta_S) - S) / m.tau_S,
+        ]
+
     ref = solve_ivp(f, (0.0, 3.0), u0, method="Radau", t_eval=ts, rtol=1e-9, atol=1e-11).y.T
     assert np.abs(ours[:, 0] - ref[:, 0]).max() < 1e-3  # mV
     assert np.abs(ours[:, 1] - ref[:, 1]).max() < 1e-5

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,7 +156,11 @@ def _train_map(
     map_path = run.path / f"map_dt{dt:g}.eqx"
     if resume and map_path.exists():
         # a finished map from an earlier run of this folder: reuse it (and its training metrics)
-        old = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
+        old = (
+            json.loads((run.path / "metrics.json").read_text())
+            if (run.path / "metrics.json").exists()
+            else {}
+        )
         run.log.info("dt=%g: reusing %s", dt, map_path)
         return load_map(map_path), old.get(f"train_dt{dt:g}", {"val_mse": None, "reused": True})
     dcfg = MapDataConfig(
@@ -210,10 +215,20 @@ def _train_map(
     return res.model, info
 
 
+@eqx.filter_jit
+def _map_linearisation(net, us, vs, dt: float):
+    """ODE eigenvalues from the map (mu = ln(lambda)/dt) and max |eq. 18 Jacobian - autodiff Jacobian| at ``us``."""
+    p = jnp.reshape(vs, (1,))
+    mu = ode_eigenvalues_from_map(net, us, vs, dt=dt)
+    return mu, jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))
+
+
 def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.ndarray):
     with jax.enable_x64(True):
-        u_ode = np.asarray(jax.vmap(lambda p: fixed_point(model, p))(jnp.asarray(v_grid)))
-        mu_ode = np.asarray(jax.vmap(lambda p: eigenvalues(model, p))(jnp.asarray(v_grid)))
+        u_ode = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_grid)))
+        mu_ode = np.asarray(
+            jax.jit(jax.vmap(lambda p, u: eigenvalues(model, p, u=u)))(jnp.asarray(v_grid), jnp.asarray(u_ode))
+        )
     out = {"u_ode": u_ode, "mu_ode": mu_ode, "maps": {}}
     for dt, net in nets.items():
         u_map, ok, mu_map, jac_err = [], [], [], []
@@ -230,9 +245,9 @@ def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.n
                 guess = us
             u_map.append(np.asarray(us))
             ok.append(bool(conv))
-            mu_map.append(np.asarray(ode_eigenvalues_from_map(net, us, float(vs), dt=dt)))
-            p = jnp.array([vs], dtype=jnp.float32)
-            jac_err.append(float(jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))))
+            mu, err = _map_linearisation(net, us, jnp.float32(vs), dt)
+            mu_map.append(np.asarray(mu))
+            jac_err.append(float(err))
         out["maps"][dt] = {
             "u": np.stack(u_map),
             "converged": np.array(ok),

@@ -259,6 +259,12 @@ def solve(
         )
     V_S = jnp.broadcast_to(jnp.asarray(V_S, dtype=u0.dtype), u0.shape[:-1])
     solver = diffrax.Kvaerno5() if solver is None else solver
+    return _solve_batched(model, u0, V_S, ts, float(t0), float(rtol), float(atol), solver, int(max_steps))
+
+
+@eqx.filter_jit
+def _solve_batched(model, u0, V_S, ts, t0: float, rtol: float, atol: float, solver, max_steps: int):
+    """Jitted (and cached across calls: the floats and the solver are static) vmapped Diffrax solve."""
     term = diffrax.ODETerm(model.vector_field)
     controller = diffrax.PIDController(rtol=rtol, atol=atol)
     t1 = ts[-1]
@@ -282,4 +288,4 @@ def solve(
     fn = one
     for _ in range(u0.ndim - 1):
         fn = jax.vmap(fn)
-    return eqx.filter_jit(fn)(u0, V_S)
+    return fn(u0, V_S)
