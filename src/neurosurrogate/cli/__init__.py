@@ -5,6 +5,7 @@ Each command lives in its own module and registers itself on the Typer apps of `
 
 from __future__ import annotations
 
+from . import betacell as _betacell  # noqa: F401
 from . import celegans as _celegans  # noqa: F401  (registers the C. elegans commands)
 from . import fit as _fit  # noqa: F401  (registers `fit` and `reproduce odynn-*`)
 from . import run as _run  # noqa: F401

@@ -2,6 +2,7 @@
 
 from ._neuron import AbstractNeuron as AbstractNeuron
 from ._params import ParamSpec as ParamSpec
+from .betacell import BetaCell as BetaCell
 from .circuit import Circuit as Circuit
 from .circuit import build_circuit as build_circuit
 from .circuit import circuit_names as circuit_names

@@ -1,0 +1,76 @@
+"""`neurosurrogate reproduce betacell-map`: the neural-network recurrent map of the beta-cell model (seed 003)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._app import reproduce_app
+
+_console = Console()
+_err = Console(stderr=True)
+
+
+@reproduce_app.command("betacell-map")
+def betacell_map_command(
+    system: Annotated[
+        str, typer.Option(help="'original' (g_K2 = 0) or 'modified' (bistable, g_K2 = 0.12)")
+    ] = "original",
+    dt: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="map time step(s), s: 0.005, 0.0025, 0.001 (repeat the "
+            "option; the first is the main one; default: all three)"
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder (default runs/betacell-map-SYSTEM)")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="small sizes (about a minute) for tests and smoke runs")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of data and weights")] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train the per-variable map (eq. 8) on ODE trajectories and compare fixed points, eigenvalues and bifurcation
+    diagrams with the ODE; writes figures, metrics.json and report.html into OUT."""
+    from ..experiments.betacell_map import BetaCellMapConfig, run_betacell_map
+
+    overrides: dict = {"system": system, "seed": seed}
+    if dt:
+        overrides["dts"] = tuple(dt)
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    try:
+        cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
+    except (ValueError, TypeError) as exc:
+        _err.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    out = out if out is not None else Path(f"runs/betacell-map-{system}")
+    metrics = run_betacell_map(cfg, out, progress=progress, resume=resume)
+    table = Table(title=f"beta-cell map, {system} system")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("validation MSE", metrics["val_mse"]),
+        ("max fixed-point distance", metrics["fp_max_distance"]),
+        ("max eigenvalue rel. error (V_S <= -35)", metrics["eig_max_rel_err_left_half"]),
+        ("transition error (map vs ODE)", metrics["transition_error"]),
+    ]
+    if system == "modified":
+        rows += [
+            ("stable interval ODE", metrics.get("stable_interval_ode")),
+            ("stable interval map", metrics.get("stable_interval_map")),
+        ]
+    for name, value in rows:
+        table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    _console.print(table)
+    _console.print(f"[green]done[/]: {out / 'report.html'}")

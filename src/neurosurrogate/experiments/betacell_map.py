@@ -1,0 +1,565 @@
+"""Reproduction of seed 003: a neural-network recurrent map of the stiff beta-cell model.
+
+Steps (each written into one run folder): build the training pairs for every requested dt (Zarr), train the map of
+eq. 8 with the shared trainer, then compare map and ODE: time series (Fig. 1/7), 3-D attractors (Fig. 2), bifurcation
+diagrams with inheritance and alignment (Fig. 3/5/9), fixed-point distance (Fig. 10), eigenvalues vs V_S for each dt
+(Fig. 11/12), and for the modified system the fraction of random starts that reach the stable fixed point (Fig. 5c).
+
+Entry point: :func:`run_betacell_map` (CLI: ``neurosurrogate reproduce betacell-map``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ..analysis.bifurcation import (
+    BifurcationDiagram,
+    bifurcation_diagram,
+    fraction_to_fixed_point,
+    random_starts,
+    stable_interval,
+    transition_point,
+    two_branch_diagram,
+)
+from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalues_from_map
+from ..data.betacell import ALLOWED_DT, MapDataConfig, make_map_dataset, pairs_arrays, save_map_dataset
+from ..models.betacell import V_S_RANGE, BetaCell, eigenvalues, fixed_point, solve
+from ..report.html import write_report
+from ..surrogates.recurrent_map import RecurrentMap, load_map, save_map, standardised_mse
+from ..surrogates.training import TrainConfig, train
+from ._run import RunFolder
+
+__all__ = ["BetaCellMapConfig", "load_map", "run_betacell_map"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaCellMapConfig:
+    """Settings of the reproduction (defaults: full size; :meth:`quick` for a smoke run).
+
+    Attributes:
+        system: ``"original"`` or ``"modified"``.
+        dts: map time steps, s; the first is the main one (figures), all are used for the eigenvalue figure.
+        n_chunks, chunk_time, transient, max_pairs: training data (see ``MapDataConfig``).
+        n_hidden, f, g: network size and activations (eq. 8).
+        epochs, batch_size, lr, val_fraction: training (Adam with a cosine decay to lr/1000).
+        seed: seed of data and weights.
+        n_bif: V_S values of the bifurcation diagrams.
+        bif_transient, bif_window: transient and window length of the diagrams, s (a window of 2x is searched).
+        n_fp: V_S values for fixed points and eigenvalues.
+        n_starts, n_basin, basin_time: random starts per V_S, number of V_S values, and time iterated, s, for the
+            fraction of starts reaching the stable fixed point (modified system).
+        series_time: length of the time series figure, s.
+    """
+
+    system: Literal["original", "modified"] = "original"
+    dts: tuple[float, ...] = (0.005, 0.0025, 0.001)
+    n_chunks: int = 100
+    chunk_time: float = 20.0
+    transient: float = 100.0
+    max_pairs: int = 200_000
+    n_hidden: int = 100
+    f: str = "tanh"
+    g: str = "tanh"
+    epochs: int = 1000
+    batch_size: int = 512
+    lr: float = 3e-3
+    val_fraction: float = 0.1
+    seed: int = 0
+    n_bif: int = 201
+    bif_transient: float = 100.0
+    bif_window: float = 15.0
+    n_fp: int = 101
+    n_starts: int = 500
+    n_basin: int = 21
+    basin_time: float = 100.0
+    series_time: float = 60.0
+
+    def __post_init__(self):
+        if self.system not in ("original", "modified"):
+            raise ValueError(f"system={self.system!r}; use 'original' or 'modified'")
+        if not self.dts:
+            raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
+        for dt in self.dts:
+            if not any(abs(dt - d) < 1e-12 for d in ALLOWED_DT):
+                raise ValueError(f"dt={dt} is not supported; choose from {list(ALLOWED_DT)} s")
+
+    @classmethod
+    def quick(cls, **overrides) -> BetaCellMapConfig:
+        """A small configuration (about a minute on 2 CPU cores) for tests and smoke runs."""
+        base = dict(
+            dts=(0.005,),
+            n_chunks=12,
+            chunk_time=8.0,
+            transient=40.0,
+            max_pairs=12_000,
+            n_hidden=32,
+            epochs=40,
+            batch_size=256,
+            n_bif=5,
+            bif_transient=4.0,
+            bif_window=3.0,
+            n_fp=11,
+            n_starts=50,
+            n_basin=3,
+            basin_time=5.0,
+            series_time=10.0,
+        )
+        base.update(overrides)
+        return cls(**base)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------------------
+def _ode_runner(model: BetaCell, dt: float):
+    """run(u0, V_S, n) -> (n + 1, 3) with Diffrax Tsit5 at rtol 1e-8 in float64."""
+
+    def run(u0, vs, n):
+        with jax.enable_x64(True):
+            ts = jnp.arange(n + 1) * dt
+            return np.asarray(
+                solve(
+                    model,
+                    jnp.asarray(u0, dtype=jnp.float64),
+                    vs,
+                    ts,
+                    solver=diffrax.Tsit5(),
+                    rtol=1e-8,
+                    atol=1e-10,
+                )
+            )
+
+    return run
+
+
+def _map_runner(net: RecurrentMap):
+    def run(u0, vs, n):
+        return np.asarray(iterate_map(net, jnp.asarray(u0, dtype=jnp.float32), jnp.float32(vs), n))
+
+    return run
+
+
+def _train_map(
+    cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool, resume: bool = False
+) -> tuple[RecurrentMap, dict]:
+    t0 = time.perf_counter()
+    map_path = run.path / f"map_dt{dt:g}.eqx"
+    if resume and map_path.exists():
+        # a finished map from an earlier run of this folder: reuse it (and its training metrics)
+        old = (
+            json.loads((run.path / "metrics.json").read_text())
+            if (run.path / "metrics.json").exists()
+            else {}
+        )
+        run.log.info("dt=%g: reusing %s", dt, map_path)
+        return load_map(map_path), old.get(f"train_dt{dt:g}", {"val_mse": None, "reused": True})
+    dcfg = MapDataConfig(
+        system=cfg.system,
+        dt=dt,
+        n_chunks=cfg.n_chunks,
+        chunk_time=cfg.chunk_time,
+        transient=cfg.transient,
+        seed=cfg.seed,
+        max_pairs=cfg.max_pairs,
+    )
+    ds = make_map_dataset(dcfg, progress=progress)
+    save_map_dataset(ds, run.path / f"pairs_dt{dt:g}.zarr", overwrite=True)
+    t_data = time.perf_counter() - t0
+    run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], cfg.n_chunks, t_data)
+    p, u, v = pairs_arrays(ds)
+    net = RecurrentMap.init(jax.random.PRNGKey(cfg.seed), n_hidden=cfg.n_hidden, f=cfg.f, g=cfg.g)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    n_train = int(p.shape[0] * (1 - cfg.val_fraction))
+    steps = cfg.epochs * max(1, n_train // cfg.batch_size)
+    opt = optax.adam(optax.cosine_decay_schedule(cfg.lr, max(steps, 1), alpha=1e-3))
+    t1 = time.perf_counter()
+    res = train(
+        net,
+        standardised_mse,
+        (p, u, v),
+        opt,
+        TrainConfig(
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            val_fraction=cfg.val_fraction,
+            seed=cfg.seed,
+            progress=progress,
+            checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx",
+            checkpoint_every=50,
+            resume=resume,
+        ),
+    )
+    t_train = time.perf_counter() - t1
+    save_map(run.path / f"map_dt{dt:g}.eqx", res.model)
+    run.log.info(
+        "dt=%g: best val MSE %.3e at epoch %d (%.1f s)", dt, res.best_val_loss, res.best_epoch, t_train
+    )
+    info = {
+        "val_mse": res.best_val_loss,
+        "best_epoch": res.best_epoch,
+        "n_pairs": int(p.shape[0]),
+        "data_seconds": t_data,
+        "train_seconds": t_train,
+        "train_loss_final": float(res.history["train_loss"][-1]) if len(res.history["train_loss"]) else None,
+    }
+    return res.model, info
+
+
+@eqx.filter_jit
+def _map_linearisation(net, us, vs, dt: float):
+    """ODE eigenvalues from the map (mu = ln(lambda)/dt) and max |eq. 18 Jacobian - autodiff Jacobian| at ``us``."""
+    p = jnp.reshape(vs, (1,))
+    mu = ode_eigenvalues_from_map(net, us, vs, dt=dt)
+    return mu, jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))
+
+
+def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.ndarray):
+    with jax.enable_x64(True):
+        u_ode = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_grid)))
+        mu_ode = np.asarray(
+            jax.jit(jax.vmap(lambda p, u: eigenvalues(model, p, u=u)))(jnp.asarray(v_grid), jnp.asarray(u_ode))
+        )
+    out = {"u_ode": u_ode, "mu_ode": mu_ode, "maps": {}}
+    for dt, net in nets.items():
+        u_map, ok, mu_map, jac_err = [], [], [], []
+        guess = jnp.asarray(u_ode[0], dtype=jnp.float32)
+        for k, vs in enumerate(v_grid):
+            # Newton from the ODE's fixed point and from the previous map solution (continuation); of the converged
+            # solutions keep the one closest to the ODE's fixed point (the map may have other, spurious ones)
+            cands = [map_fixed_point(net, float(vs), jnp.asarray(u_ode[k], dtype=jnp.float32))]
+            if k > 0:
+                cands.append(map_fixed_point(net, float(vs), guess))
+            good = [c for c in cands if bool(c[1]) and bool(jnp.all(jnp.isfinite(c[0])))] or cands[:1]
+            us, conv = min(good, key=lambda c: float(np.linalg.norm(np.asarray(c[0]) - u_ode[k])))
+            if bool(conv):
+                guess = us
+            u_map.append(np.asarray(us))
+            ok.append(bool(conv))
+            mu, err = _map_linearisation(net, us, jnp.float32(vs), dt)
+            mu_map.append(np.asarray(mu))
+            jac_err.append(float(err))
+        out["maps"][dt] = {
+            "u": np.stack(u_map),
+            "converged": np.array(ok),
+            "mu": np.stack(mu_map),
+            "jac_err": float(np.max(jac_err)),
+        }
+    return out
+
+
+def _eig_errors(v_grid, mu_ode, mu_map, v_max):
+    sel = v_grid <= v_max
+    rel = np.abs(mu_map[sel].real - mu_ode[sel].real) / np.maximum(np.abs(mu_ode[sel].real), 1e-12)
+    return rel.max(axis=0)  # per eigenvalue (sorted by decreasing real part)
+
+
+# --- figures ---------------------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fig_series(path, t, series: dict[str, np.ndarray], titles):
+    plt = _plt()
+    fig, axes = plt.subplots(3, len(series), figsize=(5 * len(series), 7), sharex=True, squeeze=False)
+    labels = ["V (mV)", "n", "S"]
+    for c, (ode, net) in enumerate(series.values()):
+        for r in range(3):
+            ax = axes[r, c]
+            ax.plot(t, ode[:, r], "k-", lw=1.2, label="ODE")
+            ax.plot(t, net[:, r], "r--", lw=0.9, label="map")
+            ax.set_ylabel(labels[r])
+        axes[0, c].set_title(titles[c])
+        axes[-1, c].set_xlabel("t (s)")
+    axes[0, 0].legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_attractor(path, ode, net, vs):
+    plt = _plt()
+    fig = plt.figure(figsize=(11, 5))
+    for k, (traj, name) in enumerate([(ode, "ODE"), (net, "map")]):
+        ax = fig.add_subplot(1, 2, k + 1, projection="3d")
+        ax.plot(traj[:, 2], traj[:, 1], traj[:, 0], lw=0.5, color="k" if k == 0 else "r")
+        ax.set_xlabel("S")
+        ax.set_ylabel("n")
+        ax.set_zlabel("V (mV)")
+        ax.set_title(f"{name}, V_S = {vs:g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_bifurcation(path, diagrams: dict[str, BifurcationDiagram], transitions: dict[str, Any]):
+    plt = _plt()
+    n = len(diagrams)
+    fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.5), squeeze=False)
+    for ax, (name, d) in zip(axes[0], diagrams.items(), strict=True):
+        t = np.arange(d.windows.shape[1]) * d.dt
+        im = ax.pcolormesh(
+            d.v_s, t, d.windows[:, :, 0].T, cmap="Greys", shading="nearest", vmin=-70, vmax=-20
+        )
+        if transitions.get(name) is not None:
+            ax.axvline(transitions[name], color="tab:blue", ls=":", lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("V_S (mV)")
+        ax.set_ylabel("t (s)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="V (mV)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_fp_distance(path, v_grid, dist: dict[float, np.ndarray]):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for dt, d in dist.items():
+        ax.semilogy(v_grid, d, label=f"dt = {dt:g}")
+    ax.axhline(1e-2, color="grey", ls=":", label="target 1e-2")
+    ax.set_xlabel("V_S (mV)")
+    ax.set_ylabel("|u*_map - u*_ODE|")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_eigs(path, v_grid, mu_ode, maps: dict[float, dict]):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for k in range(3):
+        ax = axes[k]
+        ax.plot(v_grid, mu_ode[:, k].real, "k-", lw=2, label="ODE")
+        for dt, m in maps.items():
+            ax.plot(v_grid, m["mu"][:, k].real, "--", label=f"map dt={dt:g}")
+        ax.set_title(f"Re mu_{k + 1}")
+        ax.set_xlabel("V_S (mV)")
+    axes[0].set_ylabel("1/s")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_basin(path, v_grid, max_re_ode, max_re_map, v_basin, frac):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    tr = lambda x: np.where(x > 0, np.log10(np.maximum(x, 0) + 1), x)  # Fig. 5c scale
+    ax.plot(v_grid, tr(max_re_ode), "k-", label="ODE: Re mu_1 (log10(x+1) if > 0)")
+    ax.plot(v_grid, tr(max_re_map), "b--", label="map: Re mu_1")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel("V_S (mV)")
+    ax2 = ax.twinx()
+    ax2.plot(v_basin, frac, "ro-", ms=3, label="P_fxp (map)")
+    ax2.set_ylabel("fraction of random starts at the fixed point", color="r")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the experiment --------------------------------------------------------------------------------------------------
+def run_betacell_map(
+    cfg: BetaCellMapConfig, out: str | os.PathLike, *, progress: bool = True, resume: bool = False
+) -> dict[str, Any]:
+    """Run the full reproduction into the run folder ``out``; return the metrics (also in ``metrics.json``).
+
+    Args:
+        cfg: the configuration.
+        out: run folder (created; files are replaced).
+        progress: Rich progress bars.
+        resume: reuse the trained maps in ``out`` and continue unfinished trainings from their checkpoints (an
+            interrupted run loses at most 50 epochs).
+    """
+    t_start = time.perf_counter()
+    run = RunFolder(out, dataclasses.asdict(cfg))
+    model = BetaCell.from_name(cfg.system)
+    metrics: dict[str, Any] = {"system": cfg.system, "g_K2": model.g_K2}
+    nets: dict[float, RecurrentMap] = {}
+    for dt in cfg.dts:
+        net, info = _train_map(cfg, dt, run, progress, resume)
+        nets[dt] = net
+        metrics[f"train_dt{dt:g}"] = info
+    dt = cfg.dts[0]
+    net = nets[dt]
+    metrics["val_mse"] = metrics[f"train_dt{dt:g}"]["val_mse"]
+    ode_run, map_run = _ode_runner(model, dt), _map_runner(net)
+    figures: list[tuple[str, Path]] = []
+
+    # time series at V_S = -36 (bursting) and -33 (spiking), both from the same point on the attractor (Fig. 1/7)
+    n_series = int(round(cfg.series_time / dt))
+    series = {}
+    for vs in (-36.0, -33.0):
+        u_att = ode_run(np.array([-60.0, 0.0, 0.18]), vs, int(round(cfg.bif_transient / dt)))[-1]
+        series[vs] = (ode_run(u_att, vs, n_series), map_run(u_att, vs, n_series))
+    t = np.arange(n_series + 1) * dt
+    _fig_series(run.figure("time_series"), t, series, ["V_S = -36 (bursting)", "V_S = -33 (spiking)"])
+    figures.append(
+        ("Time series, ODE (black) vs map (red dashed), cf. Fig. 1 and 7", run.figure("time_series"))
+    )
+    _fig_attractor(run.figure("attractor_3d"), *series[-36.0], -36.0)
+    figures.append(("3-D bursting attractor at V_S = -36: ODE and map (Fig. 2)", run.figure("attractor_3d")))
+
+    # bifurcation diagrams with inheritance + alignment
+    v_bif = np.linspace(*V_S_RANGE, cfg.n_bif)
+    kw = dict(
+        dt=dt,
+        transient_steps=int(round(cfg.bif_transient / dt)),
+        window_steps=int(round(cfg.bif_window / dt)),
+        align_stride=max(1, int(round(0.05 / dt))),
+        progress=progress,
+    )
+    far = np.array([-20.0, 0.05, 0.2])  # far from the fixed point: lands on the oscillating attractor
+    diagrams: dict[str, BifurcationDiagram] = {}
+    if cfg.system == "original":
+        diagrams["ODE"] = bifurcation_diagram(ode_run, v_bif, far, label="ODE diagram", **kw)
+        diagrams["map"] = bifurcation_diagram(map_run, v_bif, far, label="map diagram", **kw)
+    else:
+        with jax.enable_x64(True):
+            u_fp36 = np.asarray(fixed_point(model, -36.0))
+        near = u_fp36 + np.array([0.05, 0.0, 0.0])
+        for name, r in (("ODE", ode_run), ("map", map_run)):
+            diagrams[f"{name}, far start"] = two_branch_diagram(
+                r, v_bif, far, -36.0, label=f"{name} far", **kw
+            )
+            diagrams[f"{name}, near fixed point"] = two_branch_diagram(
+                r, v_bif, near, -36.0, label=f"{name} near", **kw
+            )
+    transitions = {k: transition_point(d.v_s, d.regimes) for k, d in diagrams.items()}
+    metrics["regimes"] = {
+        k: dict(zip([f"{v:.3f}" for v in d.v_s], d.regimes, strict=True)) for k, d in diagrams.items()
+    }
+    metrics["transition_v_s"] = transitions
+    k_ode = "ODE" if cfg.system == "original" else "ODE, far start"
+    k_map = "map" if cfg.system == "original" else "map, far start"
+    if transitions[k_ode] is not None and transitions[k_map] is not None:
+        metrics["transition_error"] = abs(transitions[k_ode] - transitions[k_map])
+    else:
+        metrics["transition_error"] = None
+    _fig_bifurcation(run.figure("bifurcation"), diagrams, transitions)
+    figures.append(
+        (
+            "Bifurcation diagrams (V, darker = higher), inheritance + window alignment (Fig. 3/5/9)",
+            run.figure("bifurcation"),
+        )
+    )
+
+    # fixed points and eigenvalues (Fig. 10-12)
+    v_grid = np.linspace(*V_S_RANGE, cfg.n_fp)
+    fps = _fixed_points(model, nets, v_grid)
+    dist = {d: np.linalg.norm(m["u"] - fps["u_ode"], axis=1) for d, m in fps["maps"].items()}
+    _fig_fp_distance(run.figure("fixed_point_distance"), v_grid, dist)
+    figures.append(
+        ("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance"))
+    )
+    _fig_eigs(run.figure("eigenvalues"), v_grid, fps["mu_ode"], fps["maps"])
+    figures.append(
+        ("Fixed-point eigenvalues vs V_S: ODE and maps for each dt (Fig. 11/12)", run.figure("eigenvalues"))
+    )
+    left = 0.5 * (V_S_RANGE[0] + V_S_RANGE[1])
+    metrics["fixed_point"] = {
+        f"dt{d:g}": {
+            "max_distance": float(dist[d].max()),
+            "median_distance": float(np.median(dist[d])),
+            "all_converged": bool(fps["maps"][d]["converged"].all()),
+            "eq18_vs_autodiff_max_abs": fps["maps"][d]["jac_err"],
+            "eig_rel_err_left_half": _eig_errors(v_grid, fps["mu_ode"], fps["maps"][d]["mu"], left).tolist(),
+        }
+        for d in nets
+    }
+    metrics["fp_max_distance"] = metrics["fixed_point"][f"dt{dt:g}"]["max_distance"]
+    metrics["eig_max_rel_err_left_half"] = float(
+        max(metrics["fixed_point"][f"dt{dt:g}"]["eig_rel_err_left_half"])
+    )
+    run.write_json(
+        "fixed_points.json",
+        {
+            "v_s": v_grid,
+            "u_ode": fps["u_ode"],
+            "mu_ode_real": fps["mu_ode"].real,
+            "mu_ode_imag": fps["mu_ode"].imag,
+            **{f"u_map_dt{d:g}": m["u"] for d, m in fps["maps"].items()},
+            **{f"mu_map_real_dt{d:g}": m["mu"].real for d, m in fps["maps"].items()},
+            **{f"mu_map_imag_dt{d:g}": m["mu"].imag for d, m in fps["maps"].items()},
+        },
+    )
+
+    if cfg.system == "modified":
+        max_ode = fps["mu_ode"][:, 0].real
+        max_map = fps["maps"][dt]["mu"][:, 0].real
+        si_ode, si_map = stable_interval(v_grid, max_ode), stable_interval(v_grid, max_map)
+        metrics["stable_interval_ode"] = si_ode
+        metrics["stable_interval_map"] = si_map
+        if si_ode is not None and si_map is not None:
+            metrics["stable_interval_error"] = float(
+                max(abs(si_ode[0] - si_map[0]), abs(si_ode[1] - si_map[1]))
+            )
+        # fraction of random starts reaching the stable fixed point (map, n_starts per V_S), Fig. 5c
+        v_basin = np.linspace(*V_S_RANGE, cfg.n_basin)
+        n_b = int(round(cfg.basin_time / dt))
+        starts = random_starts(cfg.n_starts, seed=cfg.seed)
+        fracs = []
+        for k, vs in enumerate(v_basin):
+            kk = int(np.argmin(np.abs(v_grid - vs)))
+            finals = np.asarray(
+                iterate_map(
+                    net,
+                    jnp.asarray(starts, dtype=jnp.float32),
+                    jnp.full((cfg.n_starts,), vs, dtype=jnp.float32),
+                    n_b,
+                    record_every=n_b,
+                )
+            )[:, -1]
+            stable = max_map[kk] < 0
+            fracs.append(fraction_to_fixed_point(finals, fps["maps"][dt]["u"][kk]) if stable else 0.0)
+            del k
+        metrics["fraction_to_fixed_point_map"] = dict(zip([f"{v:.2f}" for v in v_basin], fracs, strict=True))
+        _fig_basin(run.figure("fixed_point_stability"), v_grid, max_ode, max_map, v_basin, fracs)
+        figures.append(
+            (
+                "Largest Re mu of the fixed point (ODE, map) and fraction of random starts reaching it "
+                "(Fig. 5c/9c)",
+                run.figure("fixed_point_stability"),
+            )
+        )
+
+    metrics["seconds_total"] = time.perf_counter() - t_start
+    run.write_metrics(metrics)
+    summary = {
+        "system": cfg.system,
+        "dt (main)": dt,
+        "validation MSE (standardised)": metrics["val_mse"],
+        "max fixed-point distance": metrics["fp_max_distance"],
+        "max eigenvalue rel. error, V_S <= -35": metrics["eig_max_rel_err_left_half"],
+        "bursting->spiking transition (ODE)": transitions[k_ode],
+        "transition (map)": transitions[k_map],
+    }
+    if cfg.system == "modified":
+        summary["stable interval ODE"] = metrics.get("stable_interval_ode")
+        summary["stable interval map"] = metrics.get("stable_interval_map")
+    write_report(
+        run.path / "report.html",
+        f"Beta-cell recurrent map ({cfg.system} system)",
+        [
+            ("Summary", summary),
+            ("Figures", figures),
+            ("All metrics", {k: v for k, v in metrics.items() if k != "regimes"}),
+        ],
+        footer="neurosurrogate reproduce betacell-map (seed 003, Kuptsov, Stankevich & Bagautdinova)",
+    )
+    return metrics

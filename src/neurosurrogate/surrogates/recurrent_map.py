@@ -1,0 +1,270 @@
+"""The per-variable neural-network recurrent map of seed 003 (eq. 8, 11-15) and its explicit Jacobian (eq. 18).
+
+For each state variable i (V, n, S for the beta cell) a subnetwork computes, in standardised units
+(u -> (u - m_u)/s_u, p -> (p - m_p)/s_p, eq. 10),
+
+    h_i = g([u_{not i}, p] [A'_i; B_i] + beta_i)                                # eq. 13
+    q_i = f(u_i a_i + alpha_i + h_i)                                            # eq. 14
+    u_i(t + dt) = u_i(t) + q_i . b_i + gamma_i                                  # eq. 15 (together: eq. 8)
+
+The standardisation constants live inside the model (not trained: they pass through ``stop_gradient``), so the map
+takes and returns physical units. Weights of the three subnetworks are stacked along a leading axis of length D_u.
+
+Example:
+    >>> m = RecurrentMap.init(jax.random.PRNGKey(0), n_state=3, n_param=1, n_hidden=100)
+    >>> m = m.with_standardisation(m_u, s_u, m_p, s_p)
+    >>> u_next = m(jnp.array([-50.0, 0.002, 0.19]), jnp.array([-36.0]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+__all__ = ["ACTIVATIONS", "RecurrentMap", "load_map", "save_map", "standardised_mse"]
+
+#: activations selectable by name (f and g of eq. 8) with their derivatives (for eq. 18)
+ACTIVATIONS: dict[str, tuple[Callable, Callable]] = {
+    "tanh": (jnp.tanh, lambda x: 1.0 - jnp.tanh(x) ** 2),
+    "sigmoid": (jax.nn.sigmoid, lambda x: jax.nn.sigmoid(x) * (1.0 - jax.nn.sigmoid(x))),
+    "softplus": (jax.nn.softplus, jax.nn.sigmoid),
+    "identity": (lambda x: x, jnp.ones_like),
+}
+
+
+def _activation(name: str, arg: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{arg}={name!r} is not a known activation; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class RecurrentMap(eqx.Module):
+    """Recurrent map u(t + dt) = F(u(t), p) built from one subnetwork per state variable (seed 003, eq. 8).
+
+    Attributes:
+        a: (D_u, N_h) weights of the own variable u_i (eq. 14).
+        alpha: (D_u, N_h) biases of eq. 14.
+        A: (D_u, D_u - 1, N_h) weights A'_i of the other variables u_{not i} (eq. 13; the zero row of A_i removed).
+        B: (D_u, D_p, N_h) weights of the parameters p (eq. 13).
+        beta: (D_u, N_h) biases of eq. 13.
+        b: (D_u, N_h) output weights (eq. 15).
+        gamma: (D_u,) output biases (eq. 15).
+        m_u, s_u: (D_u,) mean and standard deviation of the states (eq. 10), physical units.
+        m_p, s_p: (D_p,) mean and standard deviation of the parameters (eq. 10).
+        f, g: names of the activations of eq. 14 and eq. 13 (static).
+    """
+
+    a: Float[Array, "u h"]
+    alpha: Float[Array, "u h"]
+    A: Float[Array, "u um1 h"]
+    B: Float[Array, "u p h"]
+    beta: Float[Array, "u h"]
+    b: Float[Array, "u h"]
+    gamma: Float[Array, " u"]
+    m_u: Float[Array, " u"]
+    s_u: Float[Array, " u"]
+    m_p: Float[Array, " p"]
+    s_p: Float[Array, " p"]
+    f: str = eqx.field(static=True, default="tanh")
+    g: str = eqx.field(static=True, default="tanh")
+
+    @classmethod
+    def init(
+        cls,
+        key,
+        *,
+        n_state: int = 3,
+        n_param: int = 1,
+        n_hidden: int = 100,
+        f: str = "tanh",
+        g: str = "tanh",
+        out_scale: float = 1e-2,
+    ) -> RecurrentMap:
+        """Random weights (Glorot-normal inputs, small outputs so that the map starts near the identity).
+
+        Args:
+            key: a JAX PRNG key.
+            n_state: D_u, number of state variables (>= 2).
+            n_param: D_p, number of control parameters (>= 1).
+            n_hidden: N_h, hidden units per subnetwork.
+            f, g: activation names of eq. 14 and eq. 13 (see ``ACTIVATIONS``).
+            out_scale: standard deviation of the output weights b.
+        """
+        if n_state < 2 or n_param < 1 or n_hidden < 1:
+            raise ValueError(
+                f"n_state={n_state}, n_param={n_param}, n_hidden={n_hidden}; need n_state >= 2, n_param >= 1, "
+                "n_hidden >= 1"
+            )
+        _activation(f, "f")
+        _activation(g, "g")
+        k = jax.random.split(key, 5)
+        du, dp, nh = n_state, n_param, n_hidden
+        glorot_in = (2.0 / (du - 1 + dp + nh)) ** 0.5
+        return cls(
+            a=jax.random.normal(k[0], (du, nh)) * (2.0 / (1 + nh)) ** 0.5,
+            alpha=jnp.zeros((du, nh)),
+            A=jax.random.normal(k[1], (du, du - 1, nh)) * glorot_in,
+            B=jax.random.normal(k[2], (du, dp, nh)) * glorot_in,
+            beta=jnp.zeros((du, nh)),
+            b=jax.random.normal(k[3], (du, nh)) * out_scale,
+            gamma=jnp.zeros((du,)),
+            m_u=jnp.zeros((du,)),
+            s_u=jnp.ones((du,)),
+            m_p=jnp.zeros((dp,)),
+            s_p=jnp.ones((dp,)),
+            f=f,
+            g=g,
+        )
+
+    @property
+    def n_state(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def n_param(self) -> int:
+        return self.B.shape[1]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.a.shape[1]
+
+    def with_standardisation(self, m_u, s_u, m_p, s_p) -> RecurrentMap:
+        """A copy with the standardisation constants of eq. 10 (physical units) stored inside."""
+        arrs = [jnp.asarray(x, dtype=self.a.dtype).reshape(-1) for x in (m_u, s_u, m_p, s_p)]
+        if arrs[0].shape != (self.n_state,) or arrs[1].shape != (self.n_state,):
+            raise ValueError(f"m_u/s_u need shape ({self.n_state},), got {arrs[0].shape}/{arrs[1].shape}")
+        if arrs[2].shape != (self.n_param,) or arrs[3].shape != (self.n_param,):
+            raise ValueError(f"m_p/s_p need shape ({self.n_param},), got {arrs[2].shape}/{arrs[3].shape}")
+        return eqx.tree_at(lambda m: (m.m_u, m.s_u, m.m_p, m.s_p), self, tuple(arrs))
+
+    # --- standardisation (eq. 10) ----------------------------------------------------------------------------------
+    def _stats(self):
+        return tuple(jax.lax.stop_gradient(x) for x in (self.m_u, self.s_u, self.m_p, self.s_p))
+
+    def standardise_state(self, u):
+        m_u, s_u, _, _ = self._stats()
+        return (u - m_u) / s_u
+
+    def destandardise_state(self, z):
+        m_u, s_u, _, _ = self._stats()
+        return z * s_u + m_u
+
+    def standardise_param(self, p):
+        _, _, m_p, s_p = self._stats()
+        return (p - m_p) / s_p
+
+    # --- the map -------------------------------------------------------------------------------------------------
+    def _others(self, z):
+        d = self.n_state
+        idx = jnp.array([[j for j in range(d) if j != i] for i in range(d)])  # Sans(u, i), eq. 12
+        return z[idx]  # (D_u, D_u - 1)
+
+    def _pre(self, z, q):
+        """y_i (pre-activation of eq. 13) and z_i (pre-activation of eq. 14), each (D_u, N_h)."""
+        g, _ = ACTIVATIONS[self.g]
+        y = (
+            jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta
+        )  # eq. 13 / eq. 18 y_i
+        zz = z[:, None] * self.a + self.alpha + g(y)  # eq. 14 / eq. 18 z_i
+        return y, zz
+
+    def step_standardised(self, z: Float[Array, " u"], q: Float[Array, " p"]) -> Float[Array, " u"]:
+        """One step of eq. 8 in standardised units: z = standardised state (D_u,), q = standardised parameters."""
+        f, _ = ACTIVATIONS[self.f]
+        _, zz = self._pre(z, q)
+        return z + jnp.sum(f(zz) * self.b, axis=-1) + self.gamma  # eq. 15
+
+    def __call__(self, u: Float[Array, " u"], p: Float[Array, " p"]) -> Float[Array, " u"]:
+        """One step in physical units: u(t + dt) = F(u(t), p). Shapes (D_u,), (D_p,) -> (D_u,)."""
+        z = self.standardise_state(u)
+        q = self.standardise_param(jnp.reshape(p, (-1,)))
+        return self.destandardise_state(self.step_standardised(z, q))
+
+    def jacobian_standardised(self, z, q) -> Float[Array, "u u"]:
+        """Closed-form Jacobian of eq. 18 in standardised units (rows: outputs i, columns: inputs j)."""
+        _, fp = ACTIVATIONS[self.f]
+        _, gp = ACTIVATIONS[self.g]
+        y, zz = self._pre(z, q)
+        w = fp(zz) * self.b  # Diag f'(z_i) b_i, (D_u, N_h)
+        diag = 1.0 + jnp.sum(self.a * w, axis=-1)  # j_ii = 1 + a_i Diag f'(z_i) b_i
+        # j_ij = Row(A_i, j) Diag g'(y_i) Diag f'(z_i) b_i; A'_i lacks row i
+        off = jnp.einsum(
+            "ijh,ih->ij", self.A, gp(y) * w
+        )  # (D_u, D_u - 1), column k <-> variable others[i, k]
+        d = self.n_state
+        J = jnp.diag(diag)
+        for i in range(d):
+            cols = [j for j in range(d) if j != i]
+            J = J.at[i, jnp.array(cols)].set(off[i])
+        return J
+
+    def jacobian(self, u, p) -> Float[Array, "u u"]:
+        """Closed-form Jacobian dF/du (eq. 18) in physical units: diag(s_u) J_std diag(1/s_u)."""
+        _, s_u, _, _ = self._stats()
+        J = self.jacobian_standardised(
+            self.standardise_state(u), self.standardise_param(jnp.reshape(p, (-1,)))
+        )
+        return J * s_u[:, None] / s_u[None, :]
+
+
+def standardised_mse(model: RecurrentMap, batch) -> jax.Array:
+    """Training loss (eq. 16) on standardised pairs ``(q, z, z_next)`` of shapes (B, D_p), (B, D_u), (B, D_u)."""
+    q, z, z_next = batch
+    pred = jax.vmap(model.step_standardised)(z, q)
+    return jnp.mean((pred - z_next) ** 2)
+
+
+def save_map(path, net: RecurrentMap):
+    """Write ``net`` atomically: one JSON header line (sizes, activations) followed by the Equinox leaves."""
+    import io
+    import json
+
+    from .._io import atomic_write_bytes
+
+    header = {
+        "format": "neurosurrogate-recurrent-map",
+        "version": 1,
+        "n_state": net.n_state,
+        "n_param": net.n_param,
+        "n_hidden": net.n_hidden,
+        "f": net.f,
+        "g": net.g,
+    }
+    buf = io.BytesIO()
+    buf.write((json.dumps(header) + "\n").encode())
+    eqx.tree_serialise_leaves(buf, net)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_map(path) -> RecurrentMap:
+    """Read a map written by :func:`save_map` (sizes and activations come from the file's header)."""
+    import json
+
+    with open(path, "rb") as fh:
+        first = fh.readline()
+        try:
+            header = json.loads(first.decode())
+            ok = isinstance(header, dict) and header.get("format") == "neurosurrogate-recurrent-map"
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            ok = False
+        if not ok:  # a bare Equinox file: assume the paper's sizes (N_h = 100, tanh)
+            fh.seek(0)
+            header = {"n_state": 3, "n_param": 1, "n_hidden": 100, "f": "tanh", "g": "tanh"}
+        template = RecurrentMap.init(
+            jax.random.PRNGKey(0),
+            n_state=header["n_state"],
+            n_param=header["n_param"],
+            n_hidden=header["n_hidden"],
+            f=header["f"],
+            g=header["g"],
+        )
+        try:
+            return eqx.tree_deserialise_leaves(fh, template)
+        except Exception as exc:
+            raise ValueError(
+                f"{path} is not a recurrent map written by save_map ({exc}); re-run the training"
+            ) from exc

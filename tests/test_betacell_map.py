@@ -1,0 +1,227 @@
+"""Recurrent map of seed 003: eq. 18 Jacobian vs autodiff, fixed points/eigenvalues of maps, data + quick training,
+bifurcation helpers, a smoke run of the reproduction and bad input."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import scipy.linalg
+from typer.testing import CliRunner
+
+from neurosurrogate.analysis.bifurcation import (
+    _align,
+    classify_regime,
+    fraction_to_fixed_point,
+    stable_interval,
+    transition_point,
+)
+from neurosurrogate.analysis.fixed_points import (
+    iterate_map,
+    map_eigenvalues,
+    map_fixed_point,
+    ode_eigenvalues_from_map,
+)
+from neurosurrogate.data.betacell import (
+    MapDataConfig,
+    load_map_dataset,
+    make_map_dataset,
+    pairs_arrays,
+    save_map_dataset,
+)
+from neurosurrogate.surrogates.recurrent_map import RecurrentMap, standardised_mse
+from neurosurrogate.surrogates.training import TrainConfig, train
+
+
+@pytest.fixture
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _random_map(key=0, **kw):
+    net = RecurrentMap.init(jax.random.PRNGKey(key), n_hidden=16, out_scale=0.3, **kw)
+    return net.with_standardisation([-50.0, 0.01, 0.18], [10.0, 0.02, 0.005], [-35.0], [3.0])
+
+
+@pytest.mark.parametrize("acts", [("tanh", "tanh"), ("sigmoid", "softplus")])
+def test_eq18_jacobian_matches_autodiff(x64, acts):
+    net = _random_map(f=acts[0], g=acts[1])
+    for k in range(4):
+        u = jnp.array([-50.0, 0.01, 0.18]) + jax.random.normal(jax.random.PRNGKey(k), (3,)) * jnp.array(
+            [10, 0.02, 0.005]
+        )
+        p = jnp.array([-36.0 + k])
+        J_auto = jax.jacfwd(net)(u, p)
+        np.testing.assert_allclose(net.jacobian(u, p), J_auto, rtol=1e-10, atol=1e-12)
+        z, q = net.standardise_state(u), net.standardise_param(p)
+        np.testing.assert_allclose(
+            net.jacobian_standardised(z, q),
+            jax.jacfwd(net.step_standardised)(z, q),
+            rtol=1e-10,
+            atol=1e-12,
+        )
+
+
+def test_map_structure_eq8(x64):
+    """u_i(t+dt) depends on u_i through a_i only: zeroing the other-variable weights A'_i of one subnetwork removes
+    its dependence on the other variables (the i-th row of A_i is zero by construction)."""
+    net = _random_map()
+    net0 = net.__class__(**{**net.__dict__, "A": net.A.at[0].set(0.0)})
+    J = net0.jacobian(jnp.array([-50.0, 0.01, 0.18]), jnp.array([-36.0]))
+    assert float(jnp.abs(J[0, 1:]).max()) == 0.0
+    assert float(jnp.abs(J[1:, :]).max()) > 0.0
+
+
+def test_map_fixed_point_newton_and_eigen_conversion(x64):
+    net = _random_map(key=3)
+    u0 = jnp.array([-50.0, 0.01, 0.18])
+    u_c, ok_c = map_fixed_point(net, -36.0, u0)
+    u_a, ok_a = map_fixed_point(net, -36.0, u0, jacobian="autodiff")
+    if bool(ok_c):
+        np.testing.assert_allclose(net(u_c, jnp.array([-36.0])), u_c, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(u_c, u_a, rtol=1e-8)
+    # mu = ln(lambda)/dt recovers the flow's eigenvalues for the exact linear map u -> expm(A dt) u
+    A = jnp.array([[-2.0, 1.0, 0.0], [0.0, -0.5, 0.3], [0.1, 0.0, 3.0]])
+    dt = 0.005
+    M = jnp.asarray(scipy.linalg.expm(np.asarray(A) * dt))
+    lin = lambda u, p: M @ u
+    ustar, ok = map_fixed_point(lin, -36.0, jnp.array([1.0, 2.0, 3.0]))
+    assert bool(ok) and float(jnp.abs(ustar).max()) < 1e-9
+    mu = np.sort(np.asarray(ode_eigenvalues_from_map(lin, ustar, -36.0, dt=dt)).real)
+    np.testing.assert_allclose(mu, np.sort(np.linalg.eigvals(np.asarray(A)).real), rtol=1e-8)
+    assert map_eigenvalues(lin, ustar, -36.0).shape == (3,)
+
+
+def test_iterate_map_vmaps_and_rejects_bad_input():
+    net = _random_map()
+    u0 = jnp.tile(jnp.array([-50.0, 0.01, 0.18]), (4, 1))
+    vs = jnp.linspace(-40.0, -30.0, 4)
+    traj = iterate_map(net, u0, vs, 20, record_every=5)
+    assert traj.shape == (4, 5, 3)
+    np.testing.assert_allclose(traj[1, 1], iterate_map(net, u0[1], vs[1], 5)[-1], rtol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        iterate_map(net, jnp.zeros(2), -36.0, 10)
+    with pytest.warns(UserWarning, match="outside the range"):
+        iterate_map(net, u0[0], -45.0, 10)
+    with pytest.raises(ValueError, match="n_steps"):
+        iterate_map(net, u0[0], -36.0, 10, record_every=3)
+    with pytest.raises(ValueError, match="m_u"):
+        net.with_standardisation([0.0, 0.0], [1.0, 1.0], [0.0], [1.0])
+    with pytest.raises(ValueError, match="activation"):
+        RecurrentMap.init(jax.random.PRNGKey(0), f="swish")
+
+
+def test_dataset_and_quick_training(tmp_path):
+    cfg = MapDataConfig(n_chunks=6, chunk_time=6.0, transient=30.0, batch=6, seed=2)
+    ds = make_map_dataset(cfg)
+    assert ds.sizes["sample"] == 6 * 1200 and ds.attrs["dt"] == 0.005
+    # standardised: zero mean and unit variance of u; the V_S are in range
+    np.testing.assert_allclose(ds["u"].values.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds["u"].values.std(axis=0), 1.0, atol=1e-4)
+    assert ((ds["V_S"].values >= -40) & (ds["V_S"].values <= -30)).all()
+    path = save_map_dataset(ds, tmp_path / "pairs.zarr")
+    ds2 = load_map_dataset(path)
+    p, u, v = pairs_arrays(ds2)
+    net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
+    net = net.with_standardisation(ds2["m_u"].values, ds2["s_u"].values, ds2["m_p"].values, ds2["s_p"].values)
+    res = train(
+        net,
+        standardised_mse,
+        (p, u, v),
+        optax.adam(optax.cosine_decay_schedule(3e-3, 30 * 28)),
+        TrainConfig(epochs=30, batch_size=256, val_fraction=0.1),
+    )
+    assert res.best_val_loss < 3e-4  # standardised units (untrained: ~1e-2)
+    # the trained map, in physical units, reproduces one ODE step from the data
+    k = 100
+    u_phys = ds2["u"].values[k] * ds2["s_u"].values + ds2["m_u"].values
+    v_phys = ds2["v"].values[k] * ds2["s_u"].values + ds2["m_u"].values
+    p_phys = ds2["p"].values[k] * ds2["s_p"].values + ds2["m_p"].values
+    pred = np.asarray(
+        res.model(jnp.asarray(u_phys, dtype=jnp.float32), jnp.asarray(p_phys, dtype=jnp.float32))
+    )
+    assert abs(pred[0] - v_phys[0]) < 0.5  # mV
+    with pytest.raises(ValueError, match="dt"):
+        MapDataConfig(dt=0.01)
+
+
+def test_bifurcation_helpers():
+    dt = 0.01
+    t = np.arange(0, 20, dt)
+    spiking = -50 + 25 * (np.sin(2 * np.pi * t / 0.4) > 0.95)
+    bursting = np.where((t % 8) < 3, spiking, -65.0)
+    assert classify_regime(spiking, dt) == "spiking"
+    assert classify_regime(bursting, dt) == "bursting"
+    assert classify_regime(np.full_like(t, -50.0), dt) == "rest"
+    v = np.array([-40.0, -36.0, -34.0, -33.0, -30.0])
+    assert transition_point(v, ["bursting", "bursting", "bursting", "spiking", "spiking"]) == -33.5
+    assert transition_point(v, ["spiking"] * 5) is None
+    lo, hi = stable_interval(np.array([0.0, 1.0, 2.0, 3.0]), np.array([1.0, -1.0, -1.0, 1.0]))
+    assert (lo, hi) == (0.5, 2.5)
+    # alignment: the best window of a shifted periodic record is the previous window itself
+    x = np.stack([np.sin(2 * np.pi * t / 3.0) * 10, np.zeros_like(t), np.zeros_like(t)], axis=1)
+    prev = x[:500]
+    win = _align(x[137:1137], prev, 500, np.array([10.0, 0.01, 0.01]))
+    np.testing.assert_allclose(win, prev, atol=1e-9)
+    assert (
+        fraction_to_fixed_point(np.array([[-50.0, 0.0, 0.2], [-20.0, 0.1, 0.2]]), np.array([-50.0, 0.0, 0.2]))
+        == 0.5
+    )
+
+
+def test_reproduction_smoke_modified(tmp_path):
+    from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, run_betacell_map
+
+    cfg = BetaCellMapConfig.quick(
+        system="modified",
+        n_chunks=4,
+        chunk_time=4.0,
+        transient=20.0,
+        max_pairs=3000,
+        n_hidden=8,
+        epochs=3,
+        n_bif=3,
+        bif_transient=1.0,
+        bif_window=1.0,
+        n_fp=21,
+        n_starts=10,
+        n_basin=2,
+        basin_time=0.5,
+        series_time=1.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metrics = run_betacell_map(cfg, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("metrics.json", "config.json", "report.html", "run.log", "map_dt0.005.eqx"):
+        assert (run / name).exists(), name
+    for fig in (
+        "time_series",
+        "attractor_3d",
+        "bifurcation",
+        "fixed_point_distance",
+        "eigenvalues",
+        "fixed_point_stability",
+    ):
+        assert (run / "figures" / f"{fig}.png").exists(), fig
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["system"] == "modified" and "stable_interval_ode" in saved
+    # the ODE's stable interval of the modified system contains V_S = -36 (seed 003, Sec. 2)
+    lo, hi = metrics["stable_interval_ode"]
+    assert lo == pytest.approx(-37.05, abs=0.05) and hi == pytest.approx(-34.98, abs=0.05)
+
+
+def test_cli_rejects_bad_dt(tmp_path):
+    from neurosurrogate.cli import app
+
+    out = tmp_path / "bad"
+    res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--dt", "0.01", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "dt=0.01" in res.output
+    assert not out.exists()
