@@ -95,7 +95,7 @@ def main() -> None:
         f"finite: {bool(np.isfinite(np.asarray(out)).all())}"
     )
 
-    # --- scipy LSODA ---------------------------------------------------------------------------------------------------
+    # --- scipy LSODA -----------------------------------------------------------------------------------------
     n_sc = args.n_vs if args.n_scipy <= 0 else min(args.n_scipy, args.n_vs)
     idx = np.linspace(0, args.n_vs - 1, n_sc).round().astype(int)
     t = time.perf_counter()
@@ -116,7 +116,7 @@ def main() -> None:
         f"({t_scipy_sub / n_sc:.2f} s per trajectory)"
     )
 
-    # --- diffrax ---------------------------------------------------------------------------------------------------------
+    # --- diffrax -----------------------------------------------------------------------------------------------
     results = {}
     with jax.enable_x64(True):
         u0d = jnp.tile(jnp.asarray(u0), (args.n_vs, 1))

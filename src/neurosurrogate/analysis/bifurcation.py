@@ -1,4 +1,4 @@
-"""Bifurcation diagrams with inheritance and window alignment, regime classification, basin fractions (seed 003, Sec. 2).
+"""Bifurcation diagrams with inheritance and window alignment, regime classification and basin fractions (seed 003).
 
 A diagram is computed by moving along the control parameter: each V_S starts from the final state of the previous one
 (inheritance), drops a transient, records twice the window length and keeps the window with the smallest Euclidean
@@ -155,9 +155,7 @@ def two_branch_diagram(
     return BifurcationDiagram(v[order], w[order], d1.dt, [r[i] for i in order])
 
 
-def transition_point(
-    v_s: np.ndarray, regimes: Sequence[str], *, left: str = "bursting", right: str = "spiking"
-):
+def transition_point(v_s: np.ndarray, regimes: Sequence[str], *, left: str = "bursting", right: str = "spiking"):
     """V_S of the ``left`` -> ``right`` transition: midpoint between the last ``left`` value and the first value of the
     ``right`` run that extends to the end of the grid (None if there is no such transition)."""
     v_s = np.asarray(v_s)

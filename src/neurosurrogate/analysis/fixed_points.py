@@ -72,9 +72,7 @@ def iterate_map(
     u0 = check_state(u0, name="u0")
     check_v_s(V_S, v_range=v_s_range)
     if n_steps < 1 or record_every < 1 or n_steps % record_every:
-        raise ValueError(
-            f"n_steps={n_steps}, record_every={record_every}: need positive values, n_steps a multiple"
-        )
+        raise ValueError(f"n_steps={n_steps}, record_every={record_every}: need positive values, n_steps a multiple")
     u0 = jnp.asarray(u0, dtype=jnp.result_type(float))
     V_S = jnp.broadcast_to(jnp.asarray(V_S, dtype=u0.dtype), u0.shape[:-1])
 
@@ -140,7 +138,7 @@ def _newton(net, p, u0, n_iter: int, closed: bool):
 
 
 def map_eigenvalues(net, u: ArrayLike, V_S) -> Float[Array, "3"]:
-    """Eigenvalues lambda of the map's Jacobian at ``u`` (eq. 18 if available, else autodiff), by decreasing |lambda|."""
+    """Eigenvalues lambda of the map's Jacobian at ``u`` (eq. 18 or autodiff), by decreasing |lambda|."""
     u = check_state(u, name="u")
     p = _param(V_S)
     J = net.jacobian(u, p) if hasattr(net, "jacobian") else jax.jacfwd(lambda x: net(x, p))(u)

@@ -120,7 +120,7 @@ class BetaCellMapConfig:
         return cls(**base)
 
 
-# --- helpers -------------------------------------------------------------------------------------------------------------
+# --- helpers ---------------------------------------------------------------------------------------------------
 def _ode_runner(model: BetaCell, dt: float):
     """run(u0, V_S, n) -> (n + 1, 3) with Diffrax Tsit5 at rtol 1e-8 in float64."""
 
@@ -156,11 +156,7 @@ def _train_map(
     map_path = run.path / f"map_dt{dt:g}.eqx"
     if resume and map_path.exists():
         # a finished map from an earlier run of this folder: reuse it (and its training metrics)
-        old = (
-            json.loads((run.path / "metrics.json").read_text())
-            if (run.path / "metrics.json").exists()
-            else {}
-        )
+        old = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
         run.log.info("dt=%g: reusing %s", dt, map_path)
         return load_map(map_path), old.get(f"train_dt{dt:g}", {"val_mse": None, "reused": True})
     dcfg = MapDataConfig(
@@ -201,9 +197,7 @@ def _train_map(
     )
     t_train = time.perf_counter() - t1
     save_map(run.path / f"map_dt{dt:g}.eqx", res.model)
-    run.log.info(
-        "dt=%g: best val MSE %.3e at epoch %d (%.1f s)", dt, res.best_val_loss, res.best_epoch, t_train
-    )
+    run.log.info("dt=%g: best val MSE %.3e at epoch %d (%.1f s)", dt, res.best_val_loss, res.best_epoch, t_train)
     info = {
         "val_mse": res.best_val_loss,
         "best_epoch": res.best_epoch,
@@ -312,9 +306,7 @@ def _fig_bifurcation(path, diagrams: dict[str, BifurcationDiagram], transitions:
     fig, axes = plt.subplots(1, n, figsize=(5 * n, 4.5), squeeze=False)
     for ax, (name, d) in zip(axes[0], diagrams.items(), strict=True):
         t = np.arange(d.windows.shape[1]) * d.dt
-        im = ax.pcolormesh(
-            d.v_s, t, d.windows[:, :, 0].T, cmap="Greys", shading="nearest", vmin=-70, vmax=-20
-        )
+        im = ax.pcolormesh(d.v_s, t, d.windows[:, :, 0].T, cmap="Greys", shading="nearest", vmin=-70, vmax=-20)
         if transitions.get(name) is not None:
             ax.axvline(transitions[name], color="tab:blue", ls=":", lw=1)
         ax.set_title(name)
@@ -409,9 +401,7 @@ def run_betacell_map(
         series[vs] = (ode_run(u_att, vs, n_series), map_run(u_att, vs, n_series))
     t = np.arange(n_series + 1) * dt
     _fig_series(run.figure("time_series"), t, series, ["V_S = -36 (bursting)", "V_S = -33 (spiking)"])
-    figures.append(
-        ("Time series, ODE (black) vs map (red dashed), cf. Fig. 1 and 7", run.figure("time_series"))
-    )
+    figures.append(("Time series, ODE (black) vs map (red dashed), cf. Fig. 1 and 7", run.figure("time_series")))
     _fig_attractor(run.figure("attractor_3d"), *series[-36.0], -36.0)
     figures.append(("3-D bursting attractor at V_S = -36: ODE and map (Fig. 2)", run.figure("attractor_3d")))
 
@@ -434,9 +424,7 @@ def run_betacell_map(
             u_fp36 = np.asarray(fixed_point(model, -36.0))
         near = u_fp36 + np.array([0.05, 0.0, 0.0])
         for name, r in (("ODE", ode_run), ("map", map_run)):
-            diagrams[f"{name}, far start"] = two_branch_diagram(
-                r, v_bif, far, -36.0, label=f"{name} far", **kw
-            )
+            diagrams[f"{name}, far start"] = two_branch_diagram(r, v_bif, far, -36.0, label=f"{name} far", **kw)
             diagrams[f"{name}, near fixed point"] = two_branch_diagram(
                 r, v_bif, near, -36.0, label=f"{name} near", **kw
             )
@@ -464,13 +452,9 @@ def run_betacell_map(
     fps = _fixed_points(model, nets, v_grid)
     dist = {d: np.linalg.norm(m["u"] - fps["u_ode"], axis=1) for d, m in fps["maps"].items()}
     _fig_fp_distance(run.figure("fixed_point_distance"), v_grid, dist)
-    figures.append(
-        ("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance"))
-    )
+    figures.append(("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance")))
     _fig_eigs(run.figure("eigenvalues"), v_grid, fps["mu_ode"], fps["maps"])
-    figures.append(
-        ("Fixed-point eigenvalues vs V_S: ODE and maps for each dt (Fig. 11/12)", run.figure("eigenvalues"))
-    )
+    figures.append(("Fixed-point eigenvalues vs V_S: ODE and maps for each dt (Fig. 11/12)", run.figure("eigenvalues")))
     left = 0.5 * (V_S_RANGE[0] + V_S_RANGE[1])
     metrics["fixed_point"] = {
         f"dt{d:g}": {
@@ -483,9 +467,7 @@ def run_betacell_map(
         for d in nets
     }
     metrics["fp_max_distance"] = metrics["fixed_point"][f"dt{dt:g}"]["max_distance"]
-    metrics["eig_max_rel_err_left_half"] = float(
-        max(metrics["fixed_point"][f"dt{dt:g}"]["eig_rel_err_left_half"])
-    )
+    metrics["eig_max_rel_err_left_half"] = float(max(metrics["fixed_point"][f"dt{dt:g}"]["eig_rel_err_left_half"]))
     run.write_json(
         "fixed_points.json",
         {
@@ -506,9 +488,7 @@ def run_betacell_map(
         metrics["stable_interval_ode"] = si_ode
         metrics["stable_interval_map"] = si_map
         if si_ode is not None and si_map is not None:
-            metrics["stable_interval_error"] = float(
-                max(abs(si_ode[0] - si_map[0]), abs(si_ode[1] - si_map[1]))
-            )
+            metrics["stable_interval_error"] = float(max(abs(si_ode[0] - si_map[0]), abs(si_ode[1] - si_map[1])))
         # fraction of random starts reaching the stable fixed point (map, n_starts per V_S), Fig. 5c
         v_basin = np.linspace(*V_S_RANGE, cfg.n_basin)
         n_b = int(round(cfg.basin_time / dt))
@@ -532,8 +512,7 @@ def run_betacell_map(
         _fig_basin(run.figure("fixed_point_stability"), v_grid, max_ode, max_map, v_basin, fracs)
         figures.append(
             (
-                "Largest Re mu of the fixed point (ODE, map) and fraction of random starts reaching it "
-                "(Fig. 5c/9c)",
+                "Largest Re mu of the fixed point (ODE, map) and fraction of random starts reaching it (Fig. 5c/9c)",
                 run.figure("fixed_point_stability"),
             )
         )

@@ -97,9 +97,7 @@ class BetaCell(eqx.Module):
             return cls.original()
         if system == "modified":
             return cls.modified()
-        raise ValueError(
-            f"system={system!r} is not known; use 'original' (g_K2 = 0) or 'modified' (g_K2 = 0.12)"
-        )
+        raise ValueError(f"system={system!r} is not known; use 'original' (g_K2 = 0) or 'modified' (g_K2 = 0.12)")
 
     # --- steady-state functions, eq. 6-7 -------------------------------------------------------------------------
     def m_inf(self, V):
@@ -145,9 +143,7 @@ def check_state(u: ArrayLike, *, name: str = "u") -> Array:
     return arr
 
 
-def check_v_s(
-    V_S: ArrayLike, *, name: str = "V_S", v_range: tuple[float, float] = V_S_RANGE, strict: bool = False
-):
+def check_v_s(V_S: ArrayLike, *, name: str = "V_S", v_range: tuple[float, float] = V_S_RANGE, strict: bool = False):
     """Warn (or raise with ``strict``) if a concrete ``V_S`` lies outside ``v_range``; traced values are not checked."""
     try:
         values = np.asarray(V_S, dtype=float)
@@ -173,9 +169,7 @@ def _fp_initial(model: BetaCell, V_S, V0):
     return jnp.stack([V0, model.n_inf(V0), model.S_inf(V0, V_S)])
 
 
-def fixed_point(
-    model: BetaCell, V_S, *, V0: float = -50.0, rtol: float = 1e-12, atol: float = 1e-12
-) -> State:
+def fixed_point(model: BetaCell, V_S, *, V0: float = -50.0, rtol: float = 1e-12, atol: float = 1e-12) -> State:
     """The ODE's fixed point by Newton's method (Optimistix) on du/dt = 0.
 
     The model has one equilibrium in the studied range; Newton starts on the nullcline n = n_inf(V0), S = S_inf(V0).
@@ -195,9 +189,7 @@ def fixed_point(
 
     def residual(x, args):
         u = x * scale
-        return model.vector_field(0.0, u, V_S) * jnp.array(
-            [model.tau, model.tau, model.tau_S], dtype=V_S.dtype
-        )
+        return model.vector_field(0.0, u, V_S) * jnp.array([model.tau, model.tau, model.tau_S], dtype=V_S.dtype)
 
     x0 = _fp_initial(model, V_S, V0) / scale
     sol = optx.root_find(residual, optx.Newton(rtol=rtol, atol=atol), x0, max_steps=100, throw=False)
@@ -217,7 +209,7 @@ def eigenvalues(model: BetaCell, V_S, *, u: State | None = None) -> Float[Array,
     return mu[jnp.argsort(-mu.real)]
 
 
-# --- reference trajectories --------------------------------------------------------------------------------------------
+# --- reference trajectories ----------------------------------------------------------------------------------
 def solve(
     model: BetaCell,
     u0: ArrayLike,
@@ -254,9 +246,7 @@ def solve(
     u0 = check_state(u0, name="u0")
     ts = jnp.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 1:
-        raise ValueError(
-            f"ts has shape {tuple(ts.shape)}; pass a 1-D increasing array of output times in seconds"
-        )
+        raise ValueError(f"ts has shape {tuple(ts.shape)}; pass a 1-D increasing array of output times in seconds")
     V_S = jnp.broadcast_to(jnp.asarray(V_S, dtype=u0.dtype), u0.shape[:-1])
     solver = diffrax.Kvaerno5() if solver is None else solver
     return _solve_batched(model, u0, V_S, ts, float(t0), float(rtol), float(atol), solver, int(max_steps))
