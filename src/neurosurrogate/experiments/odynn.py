@@ -78,6 +78,25 @@ class OdynnExperiment:
         )
 
 
+_FORWARD_LOCOMOTION = OdynnExperiment(
+    "forward-locomotion",
+    "CHH",
+    circuit="forward_locomotion",
+    population=10,
+    iterations=1400,
+    lr=0.4,
+    decay=0.95,
+    dt=0.2,
+    duration=5000.0,
+    n_train=1,
+    n_test=0,
+    amplitude=5.0,
+    noise=1.0,
+    target="wave",
+    checkpoint_every=20,
+    thesis="losses 79-124 (CHH full: 117 on Lung's target, 90.4 redefined); 29 h",
+)
+
 EXPERIMENTS: dict[str, OdynnExperiment] = {
     e.name: e
     for e in (
@@ -109,41 +128,11 @@ EXPERIMENTS: dict[str, OdynnExperiment] = {
             threshold=0.5,
             thesis="38 of 50 below 0.5 mV^2 in 2.5 h",
         ),
-        OdynnExperiment(
-            "forward-locomotion",
-            "CHH",
-            circuit="forward_locomotion",
-            population=10,
-            iterations=1400,
-            lr=0.4,
-            decay=0.95,
-            dt=0.2,
-            duration=5000.0,
-            n_train=1,
-            n_test=0,
-            amplitude=5.0,
-            noise=1.0,
-            target="wave",
-            checkpoint_every=20,
-            thesis="losses 79-124 (CHH full: 117 on Lung's target, 90.4 redefined); 29 h",
-        ),
-        OdynnExperiment(
-            "forward-locomotion-grouped",
-            "CHH",
-            circuit="forward_locomotion",
+        _FORWARD_LOCOMOTION,
+        dataclasses.replace(
+            _FORWARD_LOCOMOTION,
+            name="forward-locomotion-grouped",
             grouped=True,
-            population=10,
-            iterations=1400,
-            lr=0.4,
-            decay=0.95,
-            dt=0.2,
-            duration=5000.0,
-            n_train=1,
-            n_test=0,
-            amplitude=5.0,
-            noise=1.0,
-            target="wave",
-            checkpoint_every=20,
             thesis="CHH grouped: 79.4 on Lung's target, 99.2 redefined; 29 h",
         ),
     )
