@@ -77,14 +77,17 @@ def test_simulate_refuses_to_overwrite_and_malformed_stimulus_file(tmp_path):
 
 def test_quickstart_run_writes_report(tmp_path):
     out = tmp_path / "qs"
-    result = runner.invoke(app, ["run", "--out", str(out), "--duration", "300"])
+    result = runner.invoke(app, ["run", "--out", str(out), "--duration", "300", "--quick"])
     assert result.exit_code == 0, result.output
     for name in ("report.html", "metrics.json", "config.json", "run.log", "traces.zarr", "figures/traces.png",
-                 "figures/solver_stability.png"):
+                 "figures/solver_stability.png", "fit_li/report.html", "fit_li/best_params.json",
+                 "betacell_map/report.html", "betacell_map/metrics.json"):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["simulate.stimuli"] == 3 and metrics["simulate.steps_per_stimulus"] == 1000
     assert metrics["stability.semi_implicit.dt340"].startswith("bounded")
     assert metrics["stability.explicit.dt340"].startswith("diverged")
+    assert metrics["fit.population"] == 8 and 0.5 < metrics["fit.best_C_m"] < 40
+    assert 0 < metrics["surrogate.val_mse"] < 1.0  # standardised units; 4 epochs only in the smoke run
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64") == 2
+    assert html.count("data:image/png;base64") == 6

@@ -2,7 +2,10 @@
 
 Stages (each a plain function writing into the run folder):
 1. simulate the tap-withdrawal circuit under demonstration stimuli -> traces.zarr + figure;
-2. solver stability: CHH under the semi-implicit scheme vs explicit Euler at growing dt (thesis fig. 3.11).
+2. solver stability: CHH under the semi-implicit scheme vs explicit Euler at growing dt (thesis fig. 3.11);
+3. fit parameters: an ODYNN population fit of a leaky integrator to noisy simulated data (sub-folder fit_li/);
+4. train a surrogate: the beta-cell recurrent map on a Zarr dataset of ODE pairs, with its analysis
+   (sub-folder betacell_map/).
 """
 
 from __future__ import annotations
@@ -71,15 +74,59 @@ def stage_solver_stability(run: RunFolder, *, dts=(1.0, 9.0, 100.0, 340.0)) -> d
     return metrics
 
 
+def stage_fit(run: RunFolder, *, quick: bool) -> dict:
+    """Population fit of LI to noisy simulated data (ODYNN thesis 4.2) in ``fit_li/``; returns metrics."""
+    from .odynn import experiment, run_experiment
+
+    sizes = {"population": 8, "iterations": 60, "duration": 400.0, "n_train": 2, "n_test": 1} if quick else {
+        "population": 32, "iterations": 300, "duration": 800.0, "n_train": 3, "n_test": 2}
+    exp = experiment("li", checkpoint_every=0, **sizes)
+    t0 = time.perf_counter()
+    result, metrics = run_experiment(exp, run.path / "fit_li", progress=False)
+    best = result.best_parameters()
+    out = {f"fit.best_{k}": float(best[k][0]) for k in ("C_m", "g_L", "E_L")}
+    out.update({"fit.target": "C_m 1, g_L 0.1, E_L -60", "fit.population": exp.population,
+                "fit.iterations": exp.iterations, "fit.best_test_loss_mV2": float(metrics["best_test_loss"]),
+                "fit.wall_s": time.perf_counter() - t0})
+    return out
+
+
+def stage_surrogate(run: RunFolder, *, quick: bool) -> dict:
+    """Train the beta-cell recurrent map (seed 003) and analyse it in ``betacell_map/``; returns metrics."""
+    from .betacell_map import BetaCellMapConfig, run_betacell_map
+
+    cfg = (BetaCellMapConfig.quick(epochs=4, n_fp=5, n_bif=3, n_starts=10) if quick
+           else BetaCellMapConfig.quick(epochs=300, n_hidden=64, n_chunks=24, max_pairs=40_000, n_bif=9))
+    t0 = time.perf_counter()
+    m = run_betacell_map(cfg, run.path / "betacell_map", progress=False)
+    val = m.get("val_mse", {})
+    out = {"surrogate.model": "beta-cell recurrent map (paper eq. 8)", "surrogate.epochs": cfg.epochs,
+           "surrogate.val_mse": next(iter(val.values())) if isinstance(val, dict) and val else val,
+           "surrogate.training_pairs": cfg.max_pairs, "surrogate.wall_s": time.perf_counter() - t0}
+    return out
+
+
+def _figures(folder: Path, names: list[tuple[str, str]]) -> list[tuple[str, Path]]:
+    return [(caption, folder / "figures" / name) for caption, name in names if (folder / "figures" / name).exists()]
+
+
 def run_quickstart(out: str | Path, *, circuit: str = "tap_withdrawal", dt: float = 0.3,
-                   duration: float = 1200.0) -> Path:
-    """Run every stage into ``out`` and write ``report.html``; returns the report path."""
-    config = {"job": "quickstart", "circuit": circuit, "dt": dt, "duration": duration}
+                   duration: float = 1200.0, quick: bool = False) -> Path:
+    """Run every stage into ``out`` and write ``report.html``; returns the report path.
+
+    Args:
+        out: run folder.
+        circuit, dt, duration: the simulation stage.
+        quick: smallest sizes of the fit and surrogate stages (a smoke run for tests).
+    """
+    config = {"job": "quickstart", "circuit": circuit, "dt": dt, "duration": duration, "quick": quick}
     run = RunFolder(out, config)
     t0 = time.perf_counter()
     metrics = {}
     metrics.update(stage_simulate(run, circuit=circuit, dt=dt, duration=duration))
     metrics.update(stage_solver_stability(run))
+    metrics.update(stage_fit(run, quick=quick))
+    metrics.update(stage_surrogate(run, quick=quick))
     metrics["total_wall_s"] = time.perf_counter() - t0
     run.write_metrics(metrics)
     sim = {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("simulate.")}
@@ -98,6 +145,19 @@ def run_quickstart(out: str | Path, *, circuit: str = "tap_withdrawal", dt: floa
                                     "3.11).</p>"),
             ("Stability numbers", stab),
             ("Stability", [("voltage for both solvers at growing dt", run.figure("solver_stability"))]),
+            ("3. Parameter fitting", "<p>A random population of leaky integrators trained in parallel by Adam "
+                                     "through the simulator on noisy simulated data (ODYNN hybrid fitting); full "
+                                     "report in <code>fit_li/report.html</code>.</p>"),
+            ("Fit numbers", {k.split(".", 1)[1]: v for k, v in metrics.items() if k.startswith("fit.")}),
+            ("Fit", _figures(run.path / "fit_li", [("loss of every member", "losses.png"),
+                                                  ("best member vs target (test)", "best_test.png")])),
+            ("4. Surrogate", "<p>The per-variable recurrent map of the stiff beta-cell model trained on ODE pairs "
+                             "stored as Zarr, then iterated and analysed; full report in "
+                             "<code>betacell_map/report.html</code>.</p>"),
+            ("Surrogate numbers", {k.split(".", 1)[1]: v for k, v in metrics.items()
+                                   if k.startswith("surrogate.")}),
+            ("Surrogate", _figures(run.path / "betacell_map", [("ODE vs map time series", "time_series.png"),
+                                                              ("bifurcation diagrams", "bifurcation.png")])),
         ],
         footer=f"total {metrics['total_wall_s']:.1f} s; config: {config}",
     )
