@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ._app import reproduce_app
-
-_console = Console()
-_err = Console(stderr=True)
+from ._common import console, fail
 
 
 @reproduce_app.command("betacell-map")
@@ -52,8 +49,7 @@ def betacell_map_command(
     try:
         cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
     except (ValueError, TypeError) as exc:
-        _err.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc)) from None
     out = out if out is not None else Path(f"runs/betacell-map-{system}")
     metrics = run_betacell_map(cfg, out, progress=progress, resume=resume)
     table = Table(title=f"beta-cell map, {system} system")
@@ -72,5 +68,5 @@ def betacell_map_command(
         ]
     for name, value in rows:
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
-    _console.print(table)
-    _console.print(f"[green]done[/]: {out / 'report.html'}")
+    console.print(table)
+    console.print(f"[green]done[/]: {out / 'report.html'}")

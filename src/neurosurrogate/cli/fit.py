@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ._app import app, reproduce_app
-from ._common import fail
-
-_console = Console()
+from ._common import console, fail
 
 
 def _print_metrics(metrics: dict, out: Path) -> None:
@@ -21,7 +18,7 @@ def _print_metrics(metrics: dict, out: Path) -> None:
     table.add_column("value")
     for k, v in metrics.items():
         table.add_row(str(k), f"{v:.6g}" if isinstance(v, float) else str(v))
-    _console.print(table)
+    console.print(table)
 
 
 def _run(
@@ -69,7 +66,7 @@ def fit_command(
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
 ) -> None:
     """Fit a neuron model or circuit with a random population trained by Adam (ODYNN hybrid optimisation)."""
-    from ..experiments.odynn import OdynnExperiment
+    from ..experiments.odynn_table import OdynnExperiment
 
     try:
         exp = OdynnExperiment(
@@ -98,7 +95,7 @@ def fit_command(
 
 
 def _register(name: str) -> None:
-    from ..experiments.odynn import EXPERIMENTS
+    from ..experiments.odynn_table import EXPERIMENTS
 
     exp = EXPERIMENTS[name]
 
@@ -110,7 +107,7 @@ def _register(name: str) -> None:
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
         resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
     ) -> None:
-        from ..experiments.odynn import experiment
+        from ..experiments.odynn_table import experiment
 
         _run(experiment(name, quick=quick, population=population, iterations=iterations), out, seed, resume)
 
@@ -178,7 +175,7 @@ def calcium_command(
 
 
 def _register_all() -> None:
-    from ..experiments.odynn import EXPERIMENTS
+    from ..experiments.odynn_table import EXPERIMENTS
 
     for name in EXPERIMENTS:
         _register(name)
