@@ -28,11 +28,10 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .._io import atomic_write_json
+from .._io import atomic_folder, atomic_write_json
 
 PARAMETER_SETS = ("D1", "D", "C1")
 """c302 parameter sets this backend supports (D1/D multi-compartment, C1 single-compartment)."""
@@ -206,12 +205,10 @@ def build_network(
 
 
 def _build_into(config: C302Config, root: Path, final: Path, log: Callable[[str], None]) -> None:
-    tmp = root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    (tmp / "cells").mkdir()
     timings = {}
     env = {**os.environ, "NEURON_HOME": str(Path(sys.executable).parent.parent)}
-    try:
+    with atomic_folder(final, overwrite=True) as tmp:
+        (tmp / "cells").mkdir()
         t0 = time.perf_counter()
         log(f"generating c302 network {config.net_id} (parameter set {config.parameter_set})")
         cfg = {**config.to_dict(), "net_id": config.net_id}
@@ -242,10 +239,4 @@ def _build_into(config: C302Config, root: Path, final: Path, log: Callable[[str]
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
         )
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        log(f"built {final} in {sum(timings.values()):.0f} s")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"built {final} in {sum(timings.values()):.0f} s")

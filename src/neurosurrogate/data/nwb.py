@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_path
+
 
 def _pynwb():
     try:
@@ -66,10 +68,8 @@ def write_fluorescence_nwb(
         )
     )
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with pynwb.NWBHDF5IO(str(tmp), "w") as io:
+    with atomic_path(path) as tmp, pynwb.NWBHDF5IO(str(tmp), "w") as io:
         io.write(nwb)
-    os.replace(tmp, path)
     return path
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .._io import atomic_folder
+from .._io import atomic_folder, json_default
 
 FORMAT_VERSION = 1
 _MARKER = "neurosurrogate_format"
@@ -32,22 +32,12 @@ def _jsonable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         if isinstance(value, (dict, list, tuple)):
-            out[key] = json.dumps(value, default=_json_default)
+            out[key] = json.dumps(value, default=json_default)
         elif isinstance(value, (np.floating, np.integer, np.bool_)):
             out[key] = value.item()
         else:
             out[key] = value
     return out
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in dataset attributes")
 
 
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, kind: str, overwrite: bool = False) -> Path:

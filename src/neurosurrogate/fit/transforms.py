@@ -28,6 +28,17 @@ def _kinds(lower, upper):
     return lo_fin & hi_fin, lo_fin & ~hi_fin, ~lo_fin & hi_fin
 
 
+def _prepare(like, lower, upper):
+    """Bounds broadcast to ``like``: the masks of :func:`_kinds`, finite stand-ins for infinite bounds (harmless
+    numbers in the branches that do not use them, so gradients stay NaN-free) and the box width."""
+    lower = jnp.broadcast_to(jnp.asarray(lower, like.dtype), like.shape)
+    upper = jnp.broadcast_to(jnp.asarray(upper, like.dtype), like.shape)
+    box, low_only, up_only = _kinds(lower, upper)
+    lo = jnp.where(jnp.isfinite(lower), lower, 0.0)
+    hi = jnp.where(jnp.isfinite(upper), upper, 1.0)
+    return box, low_only, up_only, lo, hi, jnp.where(box, hi - lo, 1.0)
+
+
 def constrain(u, lower, upper):
     """Map unconstrained values ``u`` into [lower, upper] (elementwise, bounds broadcast to ``u``).
 
@@ -44,13 +55,7 @@ def constrain(u, lower, upper):
         1.0
     """
     u = jnp.asarray(u)
-    lower = jnp.broadcast_to(jnp.asarray(lower, u.dtype), u.shape)
-    upper = jnp.broadcast_to(jnp.asarray(upper, u.dtype), u.shape)
-    box, low_only, up_only = _kinds(lower, upper)
-    # replace infinite bounds by harmless numbers in the branches that do not use them (NaN-free gradients)
-    lo = jnp.where(jnp.isfinite(lower), lower, 0.0)
-    hi = jnp.where(jnp.isfinite(upper), upper, 1.0)
-    width = jnp.where(box, hi - lo, 1.0)
+    box, low_only, up_only, lo, hi, width = _prepare(u, lower, upper)
     x_box = lo + width * jax.nn.sigmoid(u)
     x_low = lo + jax.nn.softplus(u)
     x_up = hi - jax.nn.softplus(-u)
@@ -74,12 +79,7 @@ def unconstrain(x, lower, upper):
         u such that ``constrain(u, lower, upper) == x`` (up to rounding).
     """
     x = jnp.asarray(x)
-    lower = jnp.broadcast_to(jnp.asarray(lower, x.dtype), x.shape)
-    upper = jnp.broadcast_to(jnp.asarray(upper, x.dtype), x.shape)
-    box, low_only, up_only = _kinds(lower, upper)
-    lo = jnp.where(jnp.isfinite(lower), lower, 0.0)
-    hi = jnp.where(jnp.isfinite(upper), upper, 1.0)
-    width = jnp.where(box, hi - lo, 1.0)
+    box, low_only, up_only, lo, hi, width = _prepare(x, lower, upper)
     frac = jnp.clip((x - lo) / width, _EDGE, 1.0 - _EDGE)
     u_box = jnp.log(frac) - jnp.log1p(-frac)
     u_low = _softplus_inverse(x - lo)
