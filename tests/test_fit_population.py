@@ -37,6 +37,30 @@ def test_settings_errors():
         FitSettings(decay=1.5)
 
 
+def test_relative_steps_move_each_parameter_by_a_fraction_of_its_range():
+    from neurosurrogate.fit.transforms import constrain, unconstrain
+
+    space = ParameterSpace(LeakyIntegrate.default())
+    scales = space.step_scales()
+    # C_m: lower bound 0.5, init [0.5, 40] -> softplus; E_L free, init [-70, -45] -> the width itself (0.98 * 25)
+    lo, hi = 0.5 + 0.01 * 39.5, 40 - 0.01 * 39.5
+    expected_c = float(unconstrain(jnp.asarray(hi), 0.5, jnp.inf) - unconstrain(jnp.asarray(lo), 0.5, jnp.inf))
+    names = space.free_names
+    np.testing.assert_allclose(float(scales[names.index("C_m")][0]), expected_c, rtol=1e-5)
+    np.testing.assert_allclose(float(scales[names.index("E_L")][0]), 0.98 * 25, rtol=1e-6)
+    # Adam's first step is lr * sign(gradient) per element; relative steps multiply it by the widths
+    settings = FitSettings(lr=0.01, relative_steps=True)
+    opt = settings.optimizer(scales)
+    u = space.unconstrain_model(LeakyIntegrate.default())
+    grads = tuple(jnp.full_like(x, g) for x, g in zip(u, (0.3, -2.0, 1e-3), strict=True))
+    updates, _ = opt.update(grads, opt.init(u), u)
+    for upd, g, w in zip(updates, grads, scales, strict=True):
+        np.testing.assert_allclose(np.asarray(upd), -0.01 * np.sign(np.asarray(g)) * np.asarray(w), rtol=1e-4)
+    assert float(constrain(u[0] + updates[0], 0.5, jnp.inf)[0]) != float(constrain(u[0], 0.5, jnp.inf)[0])
+    with pytest.raises(ValueError, match="step_scales"):
+        settings.optimizer()
+
+
 def test_li_recovers_parameters():
     problem = _li_problem(noise=0.5)
     result = fit_population(

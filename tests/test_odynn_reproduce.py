@@ -139,3 +139,25 @@ def test_fit_command_from_dataset(tmp_path):
     bad = runner.invoke(app, ["fit", "--model", "LI", "--data", str(tmp_path / "d.zarr"), "--n-train", "5",
                               "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "Ask for fewer stimuli" in bad.output
+
+
+def test_tap_currents_family():
+    from neurosurrogate.experiments.odynn import tap_currents
+
+    sensors = ("PVD", "PLM", "AVM", "ALM")
+    groups = (("AVM", "ALM"), ("PVD", "PLM"))
+    cur = tap_currents(40, 1200.0, 0.5, 20.0, sensors, groups, seed=3)
+    assert cur.shape == (40, 2400, 4)
+    np.testing.assert_array_equal(cur, tap_currents(40, 1200.0, 0.5, 20.0, sensors, groups, seed=3))
+    # a group's sensors are tapped together, and taps never overlap (no sum above the amplitude)
+    np.testing.assert_array_equal(cur[..., 0], cur[..., 1])
+    np.testing.assert_array_equal(cur[..., 2], cur[..., 3])
+    assert cur.max() <= 20.0 and cur.min() == 0.0
+    # every stimulus holds 2-3 taps of 80-250 ms, at 10-20 uA/cm2
+    active = (cur.max(axis=-1) > 0).astype(int)
+    onsets = (np.diff(active, axis=1) == 1).sum(axis=1) + active[:, 0]
+    assert set(onsets) <= {2, 3} and len(set(onsets)) == 2
+    assert cur[cur > 0].min() >= 10.0
+    # anterior-only, posterior-only and whole-body taps all occur
+    posterior, anterior = cur[..., 0] > 0, cur[..., 2] > 0
+    assert (posterior & ~anterior).any() and (anterior & ~posterior).any() and (anterior & posterior).any()

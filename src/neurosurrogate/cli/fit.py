@@ -49,6 +49,9 @@ def fit_command(
     iterations: Annotated[int, typer.Option(help="Adam steps")] = 400,
     lr: Annotated[float, typer.Option(help="initial learning rate lr0")] = 1.0,
     decay: Annotated[float, typer.Option(help="staircase rate: lr0 * decay^floor(step/9)")] = 0.92,
+    relative_steps: Annotated[
+        bool, typer.Option(help="lr is the fraction of each parameter's initialisation range moved per step")
+    ] = False,
     dt: Annotated[float, typer.Option(help="time step, ms")] = 1.0,
     duration: Annotated[float, typer.Option(help="stimulus length, ms (simulated data)")] = 1200.0,
     n_train: Annotated[int, typer.Option(help="train stimuli")] = 5,
@@ -78,6 +81,7 @@ def fit_command(
             iterations=iterations,
             lr=lr,
             decay=decay,
+            relative_steps=relative_steps,
             dt=dt,
             duration=duration,
             n_train=n_train,

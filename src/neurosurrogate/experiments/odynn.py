@@ -44,6 +44,37 @@ def box_currents(n: int, duration: float, dt: float, amplitude: float, n_inputs:
     return out
 
 
+def tap_currents(
+    n: int,
+    duration: float,
+    dt: float,
+    amplitude: float,
+    sensors: tuple[str, ...],
+    groups: tuple[tuple[str, ...], ...],
+    seed: int = 0,
+) -> np.ndarray:
+    """``n`` sequences of mechanical taps on a circuit's touch sensors, shape (n, time, len(sensors)).
+
+    Each stimulus holds two or three non-overlapping taps; a tap is a box pulse (80-250 ms, amplitude
+    U(0.5, 1) * ``amplitude``) delivered to every sensor of one group (e.g. the anterior pair AVM/ALM or the posterior
+    pair PVD/PLM) or, one time in four, to all of them (a whole-body tap). Train and test stimuli drawn this way come
+    from one family, so a fit on a few of them can generalise to the others.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(round(duration / dt))) * dt
+    columns = [[sensors.index(s) for s in g] for g in groups]
+    out = np.zeros((n, t.size, len(sensors)))
+    for i in range(n):
+        n_taps = int(rng.integers(2, 4))
+        slots = np.linspace(0.04, 0.92, n_taps + 1) * duration  # one tap per slot: no overlap
+        for k in range(n_taps):
+            length = min(rng.uniform(80.0, 250.0), 0.8 * (slots[k + 1] - slots[k]))
+            start = rng.uniform(slots[k], max(slots[k], slots[k + 1] - length))
+            cols = sum(columns, []) if rng.random() < 0.25 else columns[int(rng.integers(len(columns)))]
+            out[i][:, cols] += (rng.uniform(0.5, 1.0) * amplitude * ((t >= start) & (t < start + length)))[:, None]
+    return out
+
+
 def _target_model(exp: OdynnExperiment):
     if exp.circuit is None:
         return neuron_model(exp.model).default(1)
@@ -63,9 +94,15 @@ def build_problem(
         return _wave_problem(exp, target, seed, fixed)
     n_inputs = len(target.sensors) if exp.circuit is not None else 1
     record = target.outputs if exp.circuit is not None else None
-    cur = box_currents(
-        exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, n_inputs, seed=1000 + seed
-    )
+    if exp.tap_groups:
+        cur = tap_currents(
+            exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, tuple(target.sensors), exp.tap_groups,
+            seed=1000 + seed,
+        )
+    else:
+        cur = box_currents(
+            exp.n_train + exp.n_test, exp.duration, exp.dt, exp.amplitude, n_inputs, seed=1000 + seed
+        )
     traj = simulate_population(stack_models([target]), cur, dt=exp.dt, record=record)
     v = np.asarray(traj.V[0], float)
     ca = None if traj.Ca is None else np.asarray(traj.Ca[0], float)

@@ -23,8 +23,11 @@ class OdynnExperiment:
         w_ca: weight of the calcium term (thesis eq. 3.20).
         g_max: upper bound of synaptic conductances (circuits).
         threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
+        relative_steps: Adam steps in units of each parameter's initialisation range (``FitSettings``).
         target: "simulated" (the default model's response to box currents) or "wave" (the thesis' redefined
             forward-locomotion target: one waveform shifted by 64 ms from neuron to neuron, every neuron fitted).
+        tap_groups: circuits only: sensor groups receiving mechanical taps (see ``tap_currents``); empty: independent
+            random box pulses on every sensor.
         thesis: the thesis' published result for the README table.
     """
 
@@ -46,7 +49,9 @@ class OdynnExperiment:
     g_max: float | None = None
     threshold: float | None = None
     checkpoint_every: int = 50
+    relative_steps: bool = False
     target: str = "simulated"
+    tap_groups: tuple[tuple[str, ...], ...] = ()
     thesis: str = ""
 
     def settings(self, seed: int = 0):
@@ -60,6 +65,7 @@ class OdynnExperiment:
             decay=self.decay,
             seed=seed,
             checkpoint_every=self.checkpoint_every,
+            relative_steps=self.relative_steps,
         )
 
 
@@ -104,6 +110,9 @@ EXPERIMENTS: dict[str, OdynnExperiment] = {
             circuit="tap_withdrawal",
             population=50,
             iterations=700,
+            lr=0.03,
+            decay=0.95,
+            relative_steps=True,
             dt=0.5,
             n_train=3,
             n_test=3,
@@ -111,6 +120,7 @@ EXPERIMENTS: dict[str, OdynnExperiment] = {
             noise=0.0,
             g_max=2.0,
             threshold=0.5,
+            tap_groups=(("AVM", "ALM"), ("PVD", "PLM")),
             thesis="38 of 50 below 0.5 mV^2 in 2.5 h",
         ),
         _FORWARD_LOCOMOTION,

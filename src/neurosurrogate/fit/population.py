@@ -43,6 +43,9 @@ class FitSettings:
         clip_norm: per-member global-norm gradient clipping threshold (5 in the thesis).
         seed: random seed (population draw and re-draws).
         checkpoint_every: iterations between two checkpoints (0: never).
+        relative_steps: scale each parameter's Adam step by the width of its initialisation range
+            (:meth:`ParameterSpace.step_scales`), so ``lr`` is the fraction of the range moved per step; False: steps
+            of size ``lr`` on the unconstrained values, as in the thesis.
     """
 
     population: int = 100
@@ -53,6 +56,7 @@ class FitSettings:
     clip_norm: float = 5.0
     seed: int = 0
     checkpoint_every: int = 50
+    relative_steps: bool = False
 
     def __post_init__(self):
         for name in ("population", "iterations", "decay_every"):
@@ -71,10 +75,23 @@ class FitSettings:
                 f"invalid checkpoint_every: got {self.checkpoint_every!r}. Use 0 (never) or more"
             )
 
-    def optimizer(self) -> optax.GradientTransformation:
-        """Global-norm clipping followed by Adam with the staircase schedule (thesis 3.3.5)."""
+    def optimizer(self, step_scales: Sequence[jax.Array] | None = None) -> optax.GradientTransformation:
+        """Global-norm clipping followed by Adam with the staircase schedule (thesis 3.3.5).
+
+        Args:
+            step_scales: with ``relative_steps``, one array per free leaf multiplying Adam's steps (see
+                :meth:`ParameterSpace.step_scales`); required then, ignored otherwise.
+        """
         schedule = optax.exponential_decay(self.lr, self.decay_every, self.decay, staircase=True)
-        return optax.chain(optax.clip_by_global_norm(self.clip_norm), optax.adam(schedule))
+        chain = [optax.clip_by_global_norm(self.clip_norm), optax.adam(schedule)]
+        if self.relative_steps:
+            if step_scales is None:
+                raise ValueError("relative_steps needs the parameter space's step_scales()")
+            scales = tuple(step_scales)
+            chain.append(
+                optax.stateless(lambda updates, params=None: jax.tree.map(jnp.multiply, updates, scales))
+            )
+        return optax.chain(*chain)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,7 +322,7 @@ def load_checkpoint(path: str | os.PathLike, like: FitState, fingerprint: str) -
 
 # ------------------------------------------------------------------------------------------------ the fit
 def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array):
-    opt = settings.optimizer()
+    opt = settings.optimizer(problem.space.step_scales() if settings.relative_steps else None)
     loss = make_loss(problem)
     grad_fn = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None))
 

@@ -158,6 +158,27 @@ class ParameterSpace:
             out.append(unconstrain(x, jnp.asarray(lo, dtype), jnp.asarray(hi, dtype)))
         return tuple(out)
 
+    def step_scales(self) -> tuple[jax.Array, ...]:
+        """Per free scalar, the unconstrained width of the central 98 % of its initialisation range.
+
+        Multiplying Adam's (unit-sized) steps by these widths makes the learning rate the fraction of each
+        parameter's initialisation range moved per step, whatever its units (a time constant in [1, 200] ms and a
+        conductance in [0.1, 10] mS/cm2 then move alike).
+        """
+        dtype = default_float()
+        out = []
+        for lo, hi, ilo, ihi in zip(
+            self._free(self.lower), self._free(self.upper), self._free(self.init_low), self._free(self.init_high),
+            strict=True,
+        ):
+            inner = 0.01 * (ihi - ilo)
+            a, b = (
+                unconstrain(jnp.asarray(x, dtype), jnp.asarray(lo, dtype), jnp.asarray(hi, dtype))
+                for x in (ilo + inner, ihi - inner)
+            )
+            out.append(jnp.maximum(jnp.abs(b - a), jnp.asarray(1e-3, dtype)))
+        return tuple(out)
+
     def unconstrain_model(self, model) -> tuple[jax.Array, ...]:
         """Unconstrained free leaves of a model (any leading population axes)."""
         leaves = jax.tree.leaves(eqx.filter(model, eqx.is_array))
