@@ -61,6 +61,23 @@ def test_relative_steps_move_each_parameter_by_a_fraction_of_its_range():
         settings.optimizer()
 
 
+def test_screen_keeps_the_best_candidates():
+    from neurosurrogate.fit.population import evaluate, initial_population
+
+    problem = _li_problem()
+    key = jax.random.PRNGKey(4)
+    settings = FitSettings(population=8, screen=40)
+    kept = evaluate(problem, initial_population(problem, settings, key), "train")
+    everyone = evaluate(problem, problem.space.sample(key, 40), "train")
+    np.testing.assert_allclose(np.sort(kept), np.sort(everyone)[:8], rtol=1e-6)
+    assert kept.max() < np.median(everyone)
+    # no screening: the plain draw of the population
+    plain = initial_population(problem, FitSettings(population=8), key)
+    np.testing.assert_array_equal(np.asarray(plain[0]), np.asarray(problem.space.sample(key, 8)[0]))
+    with pytest.raises(ValueError, match="invalid screen"):
+        FitSettings(population=8, screen=4)
+
+
 def test_li_recovers_parameters():
     problem = _li_problem(noise=0.5)
     result = fit_population(

@@ -52,26 +52,26 @@ def tap_currents(
     sensors: tuple[str, ...],
     groups: tuple[tuple[str, ...], ...],
     seed: int = 0,
+    tap_length: float = 150.0,
 ) -> np.ndarray:
     """``n`` sequences of mechanical taps on a circuit's touch sensors, shape (n, time, len(sensors)).
 
-    Each stimulus holds two or three non-overlapping taps; a tap is a box pulse (80-250 ms, amplitude
-    U(0.5, 1) * ``amplitude``) delivered to every sensor of one group (e.g. the anterior pair AVM/ALM or the posterior
-    pair PVD/PLM) or, one time in four, to all of them (a whole-body tap). Train and test stimuli drawn this way come
-    from one family, so a fit on a few of them can generalise to the others.
+    A tap is a stereotyped box pulse (``tap_length`` ms at ``amplitude``) delivered to every sensor of one group (e.g.
+    the anterior pair AVM/ALM or the posterior pair PVD/PLM) or to all of them (a whole-body tap). Each stimulus holds
+    one tap of every kind, in random order at random, non-overlapping times, so every stimulus (train or test) shows
+    the circuit each kind of tap in a different context.
     """
     rng = np.random.default_rng(seed)
     t = np.arange(int(round(duration / dt))) * dt
     columns = [[sensors.index(s) for s in g] for g in groups]
+    kinds = [*columns, sorted(set(sum(columns, [])))]
+    slots = np.linspace(0.04, 0.96, len(kinds) + 1) * duration  # one tap per slot: no overlap
+    length = min(tap_length, 0.8 * (slots[1] - slots[0]))
     out = np.zeros((n, t.size, len(sensors)))
     for i in range(n):
-        n_taps = int(rng.integers(2, 4))
-        slots = np.linspace(0.04, 0.92, n_taps + 1) * duration  # one tap per slot: no overlap
-        for k in range(n_taps):
-            length = min(rng.uniform(80.0, 250.0), 0.8 * (slots[k + 1] - slots[k]))
-            start = rng.uniform(slots[k], max(slots[k], slots[k + 1] - length))
-            cols = sum(columns, []) if rng.random() < 0.25 else columns[int(rng.integers(len(columns)))]
-            out[i][:, cols] += (rng.uniform(0.5, 1.0) * amplitude * ((t >= start) & (t < start + length)))[:, None]
+        for k, kind in enumerate(rng.permutation(len(kinds))):
+            start = rng.uniform(slots[k], slots[k + 1] - length)
+            out[i][:, kinds[kind]] += (amplitude * ((t >= start) & (t < start + length)))[:, None]
     return out
 
 

@@ -24,6 +24,7 @@ class OdynnExperiment:
         g_max: upper bound of synaptic conductances (circuits).
         threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
         relative_steps: Adam steps in units of each parameter's initialisation range (``FitSettings``).
+        screen: random-search candidates the population is picked from (``FitSettings``; 0: none).
         target: "simulated" (the default model's response to box currents) or "wave" (the thesis' redefined
             forward-locomotion target: one waveform shifted by 64 ms from neuron to neuron, every neuron fitted).
         tap_groups: circuits only: sensor groups receiving mechanical taps (see ``tap_currents``); empty: independent
@@ -50,6 +51,7 @@ class OdynnExperiment:
     threshold: float | None = None
     checkpoint_every: int = 50
     relative_steps: bool = False
+    screen: int = 0
     target: str = "simulated"
     tap_groups: tuple[tuple[str, ...], ...] = ()
     thesis: str = ""
@@ -66,6 +68,7 @@ class OdynnExperiment:
             seed=seed,
             checkpoint_every=self.checkpoint_every,
             relative_steps=self.relative_steps,
+            screen=self.screen,
         )
 
 

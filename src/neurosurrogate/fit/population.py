@@ -46,6 +46,8 @@ class FitSettings:
         relative_steps: scale each parameter's Adam step by the width of its initialisation range
             (:meth:`ParameterSpace.step_scales`), so ``lr`` is the fraction of the range moved per step; False: steps
             of size ``lr`` on the unconstrained values, as in the thesis.
+        screen: random search before the descent (thesis 3.3.1): draw this many candidates, keep the ``population``
+            with the lowest train loss (forward simulations only); 0: start from a plain draw of ``population``.
     """
 
     population: int = 100
@@ -57,6 +59,7 @@ class FitSettings:
     seed: int = 0
     checkpoint_every: int = 50
     relative_steps: bool = False
+    screen: int = 0
 
     def __post_init__(self):
         for name in ("population", "iterations", "decay_every"):
@@ -70,6 +73,11 @@ class FitSettings:
             raise ValueError(f"invalid decay: got {self.decay!r}. Choose a rate in (0, 1]")
         if not self.clip_norm > 0:
             raise ValueError(f"invalid clip_norm: got {self.clip_norm!r}. Choose a positive norm")
+        if self.screen and self.screen < self.population:
+            raise ValueError(
+                f"invalid screen: got {self.screen!r} candidates for a population of {self.population}. Use 0 (no "
+                "random search) or at least the population size"
+            )
         if self.checkpoint_every < 0:
             raise ValueError(
                 f"invalid checkpoint_every: got {self.checkpoint_every!r}. Use 0 (never) or more"
@@ -368,6 +376,19 @@ def evaluate(problem: FitProblem, u, split: str | Measurements = "train") -> np.
 _EVAL_CACHE: dict[int, tuple] = {}
 
 
+def initial_population(problem: FitProblem, settings: FitSettings, key: jax.Array) -> tuple[jax.Array, ...]:
+    """The starting population: a uniform draw in the initialisation ranges (thesis 3.3.3) or, with
+    ``settings.screen``, the ``population`` best of that many candidates on the train loss (random search, 3.3.1)."""
+    n = max(settings.screen, settings.population)
+    u = problem.space.sample(key, n)
+    if n == settings.population:
+        return u
+    size = settings.population
+    losses = np.concatenate([evaluate(problem, tuple(x[i : i + size] for x in u), "train") for i in range(0, n, size)])
+    keep = np.sort(np.argsort(np.where(np.isfinite(losses), losses, np.inf), kind="stable")[:size])
+    return tuple(x[keep] for x in u)
+
+
 def fit_population(
     problem: FitProblem,
     settings: FitSettings,
@@ -401,12 +422,18 @@ def fit_population(
     key = jax.random.PRNGKey(settings.seed)
     key_init, key_redraw = jax.random.split(key)
     opt, step = _make_step(problem, settings, key_redraw)
-    u0 = tuple(init_u) if init_u is not None else problem.space.sample(key_init, settings.population)
+    will_resume = resume and checkpoint is not None and Path(checkpoint).exists()
+    if init_u is not None:
+        u0 = tuple(init_u)
+    elif will_resume:  # the checkpoint holds the population; a plain draw only gives the structure
+        u0 = problem.space.sample(key_init, settings.population)
+    else:
+        u0 = initial_population(problem, settings, key_init)
     state = FitState(u0, jax.vmap(opt.init)(u0), jnp.zeros((settings.population,), jnp.int32), 0)
     history = np.full((settings.iterations, settings.population), np.nan)
     fingerprint = _fingerprint(problem, settings)
     resumed_from = None
-    if resume and checkpoint is not None and Path(checkpoint).exists():
+    if will_resume:
         state, done = load_checkpoint(checkpoint, state, fingerprint)
         history[: len(done)] = done
         resumed_from = state.iteration
