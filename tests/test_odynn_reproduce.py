@@ -68,6 +68,11 @@ def test_fit_command_resume_and_errors(tmp_path):
     assert bad.exit_code == 2 and "unknown neuron model" in bad.output
     bad = runner.invoke(app, ["fit", "--model", "LI", "--population", "0", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and "invalid population" in bad.output
+    bad = runner.invoke(app, ["fit", "--population", "8", "--screen", "3", "--out", str(tmp_path / "d")])
+    assert bad.exit_code == 2 and "invalid screen" in bad.output and not (tmp_path / "d").exists()
+    _invoke(*args[:-1], tmp_path / "e", "--relative-steps", "--lr", "0.05", "--screen", "12")
+    config = json.loads((tmp_path / "e" / "config.json").read_text())["experiment"]
+    assert config["relative_steps"] is True and config["screen"] == 12
 
 
 def test_lstm_neuron_quick_and_simulates(tmp_path):

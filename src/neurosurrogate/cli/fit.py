@@ -52,6 +52,9 @@ def fit_command(
     relative_steps: Annotated[
         bool, typer.Option(help="lr is the fraction of each parameter's initialisation range moved per step")
     ] = False,
+    screen: Annotated[
+        int, typer.Option(help="random search first: draw this many candidates, keep the best POPULATION (0: off)")
+    ] = 0,
     dt: Annotated[float, typer.Option(help="time step, ms")] = 1.0,
     duration: Annotated[float, typer.Option(help="stimulus length, ms (simulated data)")] = 1200.0,
     n_train: Annotated[int, typer.Option(help="train stimuli")] = 5,
@@ -82,6 +85,7 @@ def fit_command(
             lr=lr,
             decay=decay,
             relative_steps=relative_steps,
+            screen=screen,
             dt=dt,
             duration=duration,
             n_train=n_train,
