@@ -41,8 +41,11 @@ def betacell_map_command(
     ] = "state",
     weight_decay: Annotated[
         float,
-        typer.Option(help="decoupled weight decay (AdamW) of the input weights a, A', B; 0 = plain Adam"),
-    ] = 0.03,
+        typer.Option(
+            help="decoupled weight decay (AdamW) of the input weights a, A', B; 0 = plain Adam (default); 0.03 "
+            "gives better fixed points and eigenvalues (docs/betacell.md)"
+        ),
+    ] = 0.0,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
     ] = False,
