@@ -124,16 +124,20 @@ def _newton(net, p, u0, n_iter: int, closed: bool):
         to_z = from_z = lambda x: x
         step_z = lambda z: net(z, p)
         jac_z = jax.jacfwd(step_z)
+    if hasattr(net, "increment_standardised"):  # G = F(z) - z without the cancellation of two rounded states
+        G_z = lambda z: net.increment_standardised(z, q)
+    else:
+        G_z = lambda z: step_z(z) - z
 
     def body(z, _):
-        G = step_z(z) - z
+        G = G_z(z)
         J = jac_z(z) - jnp.eye(z.shape[0], dtype=z.dtype)
         dz = jnp.linalg.solve(J, -G)
         dz = jnp.where(jnp.all(jnp.isfinite(dz)), dz, jnp.zeros_like(dz))
         return z + dz, None
 
     z, _ = jax.lax.scan(body, to_z(u0), None, length=n_iter)
-    res = jnp.max(jnp.abs(step_z(z) - z))
+    res = jnp.max(jnp.abs(G_z(z)))
     return from_z(z), res
 
 

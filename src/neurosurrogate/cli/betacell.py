@@ -32,6 +32,20 @@ def betacell_map_command(
         int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of data and weights")] = 0,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="training loss: 'state' (the paper's MSE of the standardised u(t + dt); default) or 'increment' "
+            "(each variable's increment weighted by 1/its variance)"
+        ),
+    ] = "state",
+    weight_decay: Annotated[
+        float,
+        typer.Option(
+            help="decoupled weight decay (AdamW) of the input weights a, A', B; 0 = plain Adam (default); 0.03 "
+            "gives better fixed points and eigenvalues (docs/betacell.md)"
+        ),
+    ] = 0.0,
     resume: Annotated[
         bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
     ] = False,
@@ -41,7 +55,7 @@ def betacell_map_command(
     diagrams with the ODE; writes figures, metrics.json and report.html into OUT."""
     from ..experiments.betacell_map import BetaCellMapConfig, run_betacell_map
 
-    overrides: dict = {"system": system, "seed": seed}
+    overrides: dict = {"system": system, "seed": seed, "loss": loss, "weight_decay": weight_decay}
     if dt:
         overrides["dts"] = tuple(dt)
     if epochs is not None:
