@@ -13,6 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jaxtyping import Array, Float
 
 from ._config import default_float
@@ -20,6 +21,7 @@ from ._errors import bad_value
 from .models._neuron import AbstractNeuron
 from .models.circuit import Circuit
 from .models.solvers import AbstractSolver, SemiImplicit
+from .models.synapses import ChemicalSynapses, GapJunctions
 
 Model = AbstractNeuron | Circuit
 
@@ -146,11 +148,49 @@ def _check_current(current) -> Array:
 
 
 def _run(model: Model, current, dt, init_state, input_index, record_index, stride, solver):
-    """Scan the model's step over the input; record V (and Ca) every ``stride`` steps, starting at t = 0."""
-    n = model.n
+    """Scan the model's step over the input; record V (and Ca) every ``stride`` steps, starting at t = 0.
+
+    Returns ``(V, Ca or None, current[::stride], final state)``. Models whose step is element-wise (LI, SHH, CHH and
+    circuits of them, see :attr:`AbstractNeuron.elementwise`) go through :func:`_run_batch_minor`, which gives the
+    same results but lays vmapped batches out neuron-major with the batch as the fast axis; others (e.g. the LSTM
+    surrogate) through the generic scan :func:`_run_scan`.
+    """
+    if _batch_minor_ok(model, solver):
+        v, ca, final = _run_batch_minor(model, current, dt, init_state, input_index, record_index, stride, solver)
+        return v, ca, current[::stride], final
+    return _run_scan(model, current, dt, init_state, input_index, record_index, stride, solver)
+
+
+def _input_projection(n: int, input_index, dtype):
     proj = np.zeros((len(input_index), n))
     proj[np.arange(len(input_index)), np.asarray(input_index)] = 1.0
-    proj = jnp.asarray(proj, current.dtype)
+    return jnp.asarray(proj, dtype)
+
+
+def _scan_steps(step, state0, neuron_current, record, stride: int):
+    """``lax.scan`` of ``step(state, i_k)`` over the (time, ...) input, recording ``record(state)`` every ``stride``
+    steps from t = 0; returns (final state, records stacked on a leading sample axis)."""
+    steps = neuron_current.shape[0]
+    if stride == 1:
+        def body(state, i_k):
+            return step(state, i_k), record(state)
+
+        return jax.lax.scan(body, state0, neuron_current)
+    n_rec = -(-steps // stride)
+    pad = n_rec * stride - steps
+    tail = neuron_current.shape[1:]
+    padded = jnp.concatenate([neuron_current, jnp.zeros((pad, *tail), neuron_current.dtype)])
+    chunks = padded.reshape(n_rec, stride, *tail)
+
+    def outer(state, chunk):
+        return jax.lax.scan(lambda s, i_k: (step(s, i_k), None), state, chunk)[0], record(state)
+
+    return jax.lax.scan(outer, state0, chunks)
+
+
+def _run_scan(model: Model, current, dt, init_state, input_index, record_index, stride, solver):
+    """The generic path: the model's own ``step`` on (n,)-shaped states (vmap adds batch axes in front)."""
+    proj = _input_projection(model.n, input_index, current.dtype)
     state0 = model.init_state() if init_state is None else init_state
     rec_idx = np.asarray(record_index)
     has_ca = hasattr(state0, "Ca")
@@ -163,29 +203,168 @@ def _run(model: Model, current, dt, init_state, input_index, record_index, strid
     # on CPU (memory traffic dominates) and cuts its memory; the forward pass is unchanged.
     @jax.checkpoint
     def step(state, i_k):
-        return model.step(state, i_k, dt, solver), None
+        return model.step(state, i_k, dt, solver)
 
     # map the input columns onto neurons once for the whole stimulus (an exact one-hot product), not per step
-    neuron_current = current @ proj
-    steps = current.shape[0]
-    n_rec = -(-steps // stride)
-    if stride == 1:
-        def body(state, i_k):
-            rec = record(state)
-            return step(state, i_k)[0], rec
-
-        final, (v, ca) = jax.lax.scan(body, state0, neuron_current)
-    else:
-        pad = n_rec * stride - steps
-        padded = jnp.concatenate([neuron_current, jnp.zeros((pad, n), current.dtype)])
-        chunks = padded.reshape(n_rec, stride, n)
-
-        def outer(state, chunk):
-            rec = record(state)
-            return jax.lax.scan(step, state, chunk)[0], rec
-
-        final, (v, ca) = jax.lax.scan(outer, state0, chunks)
+    final, (v, ca) = _scan_steps(step, state0, current @ proj, record, int(stride))
     return v, ca, current[::stride], final
+
+
+# ------------------------------------------------------------------------------------------------ batch-minor layout
+# Under `vmap`, JAX batches the scan with the batch axes in front: states (..., batch, n), so the fast (SIMD) axis is
+# the handful of neurons, parameters (batch, n) are re-broadcast against (batch, stimuli, n) states every step, and
+# reverse mode reduces every parameter's cotangent over the stimuli every step. The batch-minor path instead runs
+# the scan on (n, B) arrays, B = all vmapped axes flattened into one fast axis, with parameters broadcast to (k, B)
+# once before the scan. `jax.custom_batching.custom_vmap` gives it control of the layout: a vmap of the level-`nb`
+# function calls the level-`nb + 1` function with the new batch axis appended last (every input leaf then has `nb`
+# trailing batch axes, of full size or 1). Reverse mode goes through `jax.custom_vjp` (a custom_vmap function cannot
+# be transposed) whose backward pass is itself custom-vmapped, so a vmapped gradient runs in the same layout; it is
+# the plain autodiff VJP of the same (checkpointed) scan, recomputing the forward pass. Forward mode (`jax.jvp`,
+# `jacfwd`) through `simulate` is therefore not available for these models.
+
+
+def _batch_minor_ok(model, solver) -> bool:
+    neurons = model.neurons if isinstance(model, Circuit) else model
+    return (
+        isinstance(neurons, AbstractNeuron)
+        and type(neurons).elementwise
+        and isinstance(solver, AbstractSolver)
+        and (not isinstance(model, Circuit) or (type(model.synapses), type(model.gaps)) == (ChemicalSynapses,
+                                                                                             GapJunctions))
+    )
+
+
+class _BatchMinorSpec(eqx.Module):
+    """What the batch-minor scan needs besides the arrays (all static)."""
+
+    model: Model  # the model with its inexact arrays removed (eqx.partition)
+    solver: AbstractSolver
+    dt: float | None  # a Python dt (the arrays then carry none)
+    record_index: tuple[int, ...]
+    stride: int
+
+
+def _run_batch_minor(model, current, dt, init_state, input_index, record_index, stride, solver):
+    """Same results as :func:`_run_scan` (V, Ca, final state), laid out batch-minor under vmap."""
+    neuron_current = current @ _input_projection(model.n, input_index, current.dtype)
+    arrays, static_model = eqx.partition(model, eqx.is_inexact_array)
+    solver_arrays, static_solver = eqx.partition(solver, eqx.is_inexact_array)
+    py_dt = isinstance(dt, (int, float)) and not isinstance(dt, bool)
+    spec = _BatchMinorSpec(static_model, static_solver, float(dt) if py_dt else None, tuple(int(i) for i in
+                           record_index), int(stride))
+    inputs = (arrays, solver_arrays, neuron_current, None if py_dt else jnp.asarray(dt), init_state)
+    return _batch_minor_fn(spec, 0)(inputs)
+
+
+def _batch_minor_core(spec: _BatchMinorSpec, nb: int, inputs):
+    """The scan on inputs with ``nb`` trailing batch axes each: outputs carry the broadcast batch shape last."""
+    leaves, treedef = jax.tree.flatten(inputs)
+    batch = tuple(np.broadcast_shapes(*(x.shape[x.ndim - nb:] for x in leaves))) if nb else ()
+    size = math.prod(batch)
+
+    def lay(x):  # (k..., b...) -> (k..., B): broadcast once, flatten the batch axes into one fast axis
+        k = x.shape[: x.ndim - nb]
+        return jnp.broadcast_to(x, k + batch).reshape(*k, size)
+
+    arrays, solver_arrays, cur, dt, init = jax.tree.unflatten(treedef, [lay(x) for x in leaves])
+    model = eqx.combine(arrays, spec.model)
+    solver = eqx.combine(solver_arrays, spec.solver)
+    dt = spec.dt if dt is None else dt
+    if isinstance(model, Circuit):
+        neurons = model.neurons
+        if model.param_index != tuple(range(model.n)):
+            idx = np.asarray(model.param_index)
+            neurons = jax.tree.map(lambda p: p[idx], neurons)  # shared sets repeated, neurons on axis 0
+
+        def currents(v):
+            return model.synapses.currents(v, neuron_axis=0) + model.gaps.currents(v, neuron_axis=0)
+    else:
+        neurons = model
+
+        def currents(v):
+            return 0.0
+
+    state0 = neurons.init_state() if init is None else init
+    rec_idx = np.asarray(spec.record_index)
+    has_ca = hasattr(state0, "Ca")
+
+    def record(state):
+        return state.V[rec_idx], (state.Ca[rec_idx] if has_ca else None)
+
+    @jax.checkpoint  # reverse mode stores the state per step only (see _run_scan)
+    def step(state, i_k):
+        return neurons.step(state, i_k + currents(state.V), dt, solver)
+
+    final, (v, ca) = _scan_steps(step, state0, cur, record, spec.stride)
+
+    def unlay(y):  # (..., B) -> (..., b...)
+        return y.reshape(*y.shape[:-1], *batch)
+
+    return jax.tree.map(unlay, (v, ca, final))
+
+
+def _vmap_rule(fn, axis_size, in_batched, args, *, broadcast: bool = False):
+    """custom_vmap rule: the new batch axis goes last on every input (size 1 where unbatched, or ``axis_size`` with
+    ``broadcast``), ``fn`` runs one level deeper, and each output's last axis comes back to the front (dropped,
+    reported unbatched, where it is 1)."""
+
+    def to_last(x, batched):
+        if batched:
+            return jnp.moveaxis(x, 0, -1)
+        x = x[..., None]
+        return jnp.broadcast_to(x, (*x.shape[:-1], axis_size)) if broadcast else x
+
+    args = jax.tree.map(to_last, args, in_batched)
+    out_leaves, treedef = jax.tree.flatten(fn(args))
+    outs, batched = [], []
+    for y in out_leaves:
+        if y.shape[-1] == 1:
+            outs.append(y[..., 0])
+            batched.append(False)
+        else:
+            outs.append(jnp.moveaxis(y, -1, 0))
+            batched.append(True)
+    return jax.tree.unflatten(treedef, outs), jax.tree.unflatten(treedef, batched)
+
+
+def _batch_minor_fn(spec: _BatchMinorSpec, nb: int):
+    """The level-``nb`` simulation function of the inputs (see the comment above)."""
+
+    @custom_vmap
+    def primal(inputs):
+        return _batch_minor_core(spec, nb, inputs)
+
+    @primal.def_vmap
+    def _(axis_size, in_batched, inputs):
+        return _vmap_rule(_batch_minor_fn(spec, nb + 1), axis_size, in_batched[0], inputs)
+
+    backward = _batch_minor_bwd(spec, nb)
+
+    @jax.custom_vjp
+    def run(inputs):
+        return primal(inputs)
+
+    run.defvjp(lambda inputs: (primal(inputs), inputs), lambda inputs, g: (backward((inputs, g)),))
+    return run
+
+
+def _batch_minor_bwd(spec: _BatchMinorSpec, nb: int):
+    """The level-``nb`` VJP ``(inputs, output cotangents) -> input cotangents``, custom-vmapped like the primal."""
+
+    @custom_vmap
+    def backward(inputs_and_g):
+        inputs, g = inputs_and_g
+        out, vjp = jax.vjp(lambda x: _batch_minor_core(spec, nb, x), inputs)
+        # a cotangent may lack batch axes its output has (e.g. the zero one of an unused final state)
+        return vjp(jax.tree.map(lambda c, o: jnp.broadcast_to(c, o.shape), g, out))[0]
+
+    @backward.def_vmap
+    def _(axis_size, in_batched, inputs_and_g):
+        # vmap of a VJP gives one cotangent per batch element, also for inputs shared by the batch (JAX sums them
+        # where the batch axis is not the caller's): broadcast those so the VJP below does not sum over the batch
+        return _vmap_rule(_batch_minor_bwd(spec, nb + 1), axis_size, in_batched[0], inputs_and_g, broadcast=True)
+
+    return backward
 
 
 @eqx.filter_jit
