@@ -167,25 +167,34 @@ def _input_projection(n: int, input_index, dtype):
     return jnp.asarray(proj, dtype)
 
 
-def _scan_steps(step, state0, neuron_current, record, stride: int):
+def _scan_steps(step, state0, neuron_current, record, stride: int, keep_states: bool = False):
     """``lax.scan`` of ``step(state, i_k)`` over the (time, ...) input, recording ``record(state)`` every ``stride``
-    steps from t = 0; returns (final state, records stacked on a leading sample axis)."""
+    steps from t = 0; returns (final state, records stacked on a leading sample axis, and with ``keep_states`` the
+    state before every step (the input padded with zeros to a multiple of the stride), else None)."""
     steps = neuron_current.shape[0]
     if stride == 1:
         def body(state, i_k):
-            return step(state, i_k), record(state)
+            return step(state, i_k), (record(state), state if keep_states else None)
 
-        return jax.lax.scan(body, state0, neuron_current)
+        final, (recs, states) = jax.lax.scan(body, state0, neuron_current)
+        return final, recs, states
     n_rec = -(-steps // stride)
     pad = n_rec * stride - steps
     tail = neuron_current.shape[1:]
     padded = jnp.concatenate([neuron_current, jnp.zeros((pad, *tail), neuron_current.dtype)])
     chunks = padded.reshape(n_rec, stride, *tail)
 
-    def outer(state, chunk):
-        return jax.lax.scan(lambda s, i_k: (step(s, i_k), None), state, chunk)[0], record(state)
+    def inner(state, i_k):
+        return step(state, i_k), (state if keep_states else None)
 
-    return jax.lax.scan(outer, state0, chunks)
+    def outer(state, chunk):
+        state_out, states = jax.lax.scan(inner, state, chunk)
+        return state_out, (record(state), states)
+
+    final, (recs, states) = jax.lax.scan(outer, state0, chunks)
+    if keep_states:
+        states = jax.tree.map(lambda x: x.reshape(n_rec * stride, *x.shape[2:]), states)
+    return final, recs, states
 
 
 def _run_scan(model: Model, current, dt, init_state, input_index, record_index, stride, solver):
@@ -206,7 +215,7 @@ def _run_scan(model: Model, current, dt, init_state, input_index, record_index, 
         return model.step(state, i_k, dt, solver)
 
     # map the input columns onto neurons once for the whole stimulus (an exact one-hot product), not per step
-    final, (v, ca) = _scan_steps(step, state0, current @ proj, record, int(stride))
+    final, (v, ca), _ = _scan_steps(step, state0, current @ proj, record, int(stride))
     return v, ca, current[::stride], final
 
 
@@ -218,9 +227,10 @@ def _run_scan(model: Model, current, dt, init_state, input_index, record_index, 
 # once before the scan. `jax.custom_batching.custom_vmap` gives it control of the layout: a vmap of the level-`nb`
 # function calls the level-`nb + 1` function with the new batch axis appended last (every input leaf then has `nb`
 # trailing batch axes, of full size or 1). Reverse mode goes through `jax.custom_vjp` (a custom_vmap function cannot
-# be transposed) whose backward pass is itself custom-vmapped, so a vmapped gradient runs in the same layout; it is
-# the plain autodiff VJP of the same (checkpointed) scan, recomputing the forward pass. Forward mode (`jax.jvp`,
-# `jacfwd`) through `simulate` is therefore not available for these models.
+# be transposed): its forward pass also returns the state before every step, its backward pass (custom-vmapped
+# like the forward, so a vmapped gradient runs in the same layout) is a reverse scan of the per-step autodiff VJP,
+# what `jax.checkpoint` on the step gives the generic path. Forward mode (`jax.jvp`, `jacfwd`) is therefore not
+# available for these models.
 
 
 def _batch_minor_ok(model, solver) -> bool:
@@ -256,51 +266,117 @@ def _run_batch_minor(model, current, dt, init_state, input_index, record_index, 
     return _batch_minor_fn(spec, 0)(inputs)
 
 
-def _batch_minor_core(spec: _BatchMinorSpec, nb: int, inputs):
-    """The scan on inputs with ``nb`` trailing batch axes each: outputs carry the broadcast batch shape last."""
-    leaves, treedef = jax.tree.flatten(inputs)
-    batch = tuple(np.broadcast_shapes(*(x.shape[x.ndim - nb:] for x in leaves))) if nb else ()
+def _batch_shape(nb: int, inputs) -> tuple[int, ...]:
+    """The broadcast shape of the ``nb`` trailing batch axes of every input leaf."""
+    leaves = jax.tree.leaves(inputs)
+    return tuple(np.broadcast_shapes(*(x.shape[x.ndim - nb:] for x in leaves))) if nb else ()
+
+
+def _batch_minor_prepare(spec: _BatchMinorSpec, nb: int, inputs):
+    """Inputs with ``nb`` trailing batch axes -> (arrays, solver arrays, current, dt, initial state) in the (k, B)
+    layout: batch axes broadcast once and flattened into one fast axis, shared neuron sets expanded (on axis 0)."""
+    batch = _batch_shape(nb, inputs)
     size = math.prod(batch)
 
-    def lay(x):  # (k..., b...) -> (k..., B): broadcast once, flatten the batch axes into one fast axis
+    def lay(x):  # (k..., b...) -> (k..., B)
         k = x.shape[: x.ndim - nb]
         return jnp.broadcast_to(x, k + batch).reshape(*k, size)
 
-    arrays, solver_arrays, cur, dt, init = jax.tree.unflatten(treedef, [lay(x) for x in leaves])
+    arrays, solver_arrays, cur, dt, init = jax.tree.map(lay, inputs)
+    if isinstance(spec.model, Circuit) and spec.model.param_index != tuple(range(spec.model.n)):
+        idx = np.asarray(spec.model.param_index)
+        arrays = eqx.tree_at(lambda c: c.neurons, arrays, jax.tree.map(lambda p: p[idx], arrays.neurons))
+    if init is None:
+        init = _batch_minor_neurons(spec, arrays).init_state()
+    return arrays, solver_arrays, cur, dt, init
+
+
+def _batch_minor_neurons(spec: _BatchMinorSpec, arrays):
+    model = eqx.combine(arrays, spec.model)
+    return model.neurons if isinstance(model, Circuit) else model
+
+
+def _batch_minor_step(spec: _BatchMinorSpec, arrays, solver_arrays, state, i_k, dt):
+    """One step on (n, B) states (the circuit's couplings along axis 0, as :meth:`Circuit.step` along the last)."""
     model = eqx.combine(arrays, spec.model)
     solver = eqx.combine(solver_arrays, spec.solver)
     dt = spec.dt if dt is None else dt
     if isinstance(model, Circuit):
-        neurons = model.neurons
-        if model.param_index != tuple(range(model.n)):
-            idx = np.asarray(model.param_index)
-            neurons = jax.tree.map(lambda p: p[idx], neurons)  # shared sets repeated, neurons on axis 0
+        i_k = i_k + model.synapses.currents(state.V, neuron_axis=0) + model.gaps.currents(state.V, neuron_axis=0)
+        return model.neurons.step(state, i_k, dt, solver)
+    return model.step(state, i_k, dt, solver)
 
-        def currents(v):
-            return model.synapses.currents(v, neuron_axis=0) + model.gaps.currents(v, neuron_axis=0)
-    else:
-        neurons = model
 
-        def currents(v):
-            return 0.0
-
-    state0 = neurons.init_state() if init is None else init
+def _record_fn(spec: _BatchMinorSpec):
     rec_idx = np.asarray(spec.record_index)
-    has_ca = hasattr(state0, "Ca")
 
     def record(state):
-        return state.V[rec_idx], (state.Ca[rec_idx] if has_ca else None)
+        return state.V[rec_idx], (state.Ca[rec_idx] if hasattr(state, "Ca") else None)
 
-    @jax.checkpoint  # reverse mode stores the state per step only (see _run_scan)
+    return record
+
+
+def _unlay(batch, tree):
+    """(..., B) -> (..., b...) on every leaf."""
+    return jax.tree.map(lambda y: y.reshape(*y.shape[:-1], *batch), tree)
+
+
+def _batch_minor_forward(spec: _BatchMinorSpec, nb: int, inputs, keep_states: bool = False):
+    """(V, Ca, final state) with the batch axes last; with ``keep_states`` also the state before every step
+    (leading time axis, padded to a multiple of the stride), which the backward pass starts from."""
+    batch = _batch_shape(nb, inputs)
+    arrays, solver_arrays, cur, dt, state0 = _batch_minor_prepare(spec, nb, inputs)
+
     def step(state, i_k):
-        return neurons.step(state, i_k + currents(state.V), dt, solver)
+        return _batch_minor_step(spec, arrays, solver_arrays, state, i_k, dt)
 
-    final, (v, ca) = _scan_steps(step, state0, cur, record, spec.stride)
+    final, (v, ca), states = _scan_steps(step, state0, cur, _record_fn(spec), spec.stride, keep_states)
+    out = _unlay(batch, (v, ca, final))
+    return (out, _unlay(batch, states)) if keep_states else out
 
-    def unlay(y):  # (..., B) -> (..., b...)
-        return y.reshape(*y.shape[:-1], *batch)
 
-    return jax.tree.map(unlay, (v, ca, final))
+def _batch_minor_backward(spec: _BatchMinorSpec, nb: int, inputs, states, g):
+    """Cotangents of ``inputs`` from the stored states and the cotangents ``g`` of (V, Ca, final state): a reverse
+    scan of the per-step VJP (the state's cotangent is carried, the parameters' accumulated), then the VJP of
+    :func:`_batch_minor_prepare` (broadcasts, shared sets, initial state)."""
+    batch = _batch_shape(nb, inputs)
+    size = math.prod(batch)
+    (arrays, solver_arrays, cur, dt, _), prepare_vjp = jax.vjp(
+        lambda x: _batch_minor_prepare(spec, nb, x), inputs)
+    states, g = jax.tree.map(lambda y: y.reshape(*y.shape[: y.ndim - nb], size), (states, g))
+    g_v, g_ca, g_final = g
+    steps, stride = cur.shape[0], spec.stride
+    padded = states.V.shape[0]
+    cur = jnp.concatenate([cur, jnp.zeros((padded - steps, *cur.shape[1:]), cur.dtype)])
+
+    def per_step(gr):  # sample cotangents (samples, rec, B) -> one per step, at the recorded steps
+        if gr is None or stride == 1:
+            return gr
+        spread = jnp.zeros((gr.shape[0], stride, *gr.shape[1:]), gr.dtype).at[:, 0].set(gr)
+        return spread.reshape(padded, *gr.shape[1:])
+
+    rec_idx = np.asarray(spec.record_index)
+    diff = (arrays, solver_arrays, dt)
+
+    def body(carry, xs):
+        lam, acc = carry
+        state, i_k, gv_k, gca_k = xs
+
+        def f(st, d, i):
+            return _batch_minor_step(spec, d[0], d[1], st, i, d[2])
+
+        _, vjp = jax.vjp(f, state, diff, i_k)
+        d_state, d_diff, d_i = vjp(lam)
+        d_state = d_state._replace(V=d_state.V.at[rec_idx].add(gv_k))  # the record of this step's state
+        if gca_k is not None:
+            d_state = d_state._replace(Ca=d_state.Ca.at[rec_idx].add(gca_k))
+        return (d_state, jax.tree.map(jnp.add, acc, d_diff)), d_i
+
+    zeros = jax.tree.map(jnp.zeros_like, diff)
+    (d_state0, d_diff), d_cur = jax.lax.scan(
+        body, (g_final, zeros), (states, cur, per_step(g_v), per_step(g_ca)), reverse=True)
+    d_arrays, d_solver, d_dt = d_diff
+    return prepare_vjp((d_arrays, d_solver, d_cur[:steps], d_dt, d_state0))[0]
 
 
 def _vmap_rule(fn, axis_size, in_batched, args, *, broadcast: bool = False):
@@ -327,44 +403,40 @@ def _vmap_rule(fn, axis_size, in_batched, args, *, broadcast: bool = False):
     return jax.tree.unflatten(treedef, outs), jax.tree.unflatten(treedef, batched)
 
 
+def _custom_vmapped(fn, nb: int, *, broadcast: bool = False):
+    """``fn(nb)`` (a function of one pytree argument) whose vmap runs ``fn(nb + 1)`` through :func:`_vmap_rule`."""
+    f = custom_vmap(fn(nb))
+
+    @f.def_vmap
+    def _(axis_size, in_batched, args):
+        return _vmap_rule(_custom_vmapped(fn, nb + 1, broadcast=broadcast), axis_size, in_batched[0], args,
+                          broadcast=broadcast)
+
+    return f
+
+
 def _batch_minor_fn(spec: _BatchMinorSpec, nb: int):
     """The level-``nb`` simulation function of the inputs (see the comment above)."""
-
-    @custom_vmap
-    def primal(inputs):
-        return _batch_minor_core(spec, nb, inputs)
-
-    @primal.def_vmap
-    def _(axis_size, in_batched, inputs):
-        return _vmap_rule(_batch_minor_fn(spec, nb + 1), axis_size, in_batched[0], inputs)
-
-    backward = _batch_minor_bwd(spec, nb)
+    primal = _custom_vmapped(lambda k: lambda x: _batch_minor_forward(spec, k, x), nb)
+    forward = _custom_vmapped(lambda k: lambda x: _batch_minor_forward(spec, k, x, keep_states=True), nb)
+    # vmap of a VJP gives one cotangent per batch element, also for inputs shared by the batch (JAX sums them
+    # where the batch axis is not the caller's): `broadcast` them so the backward pass does not sum over the batch
+    backward = _custom_vmapped(lambda k: lambda a: _batch_minor_backward(spec, k, *a), nb, broadcast=True)
 
     @jax.custom_vjp
     def run(inputs):
         return primal(inputs)
 
-    run.defvjp(lambda inputs: (primal(inputs), inputs), lambda inputs, g: (backward((inputs, g)),))
+    def fwd(inputs):
+        out, states = forward(inputs)
+        return out, (inputs, states)
+
+    def bwd(res, g):
+        inputs, states = res
+        return (backward((inputs, states, g)),)
+
+    run.defvjp(fwd, bwd)
     return run
-
-
-def _batch_minor_bwd(spec: _BatchMinorSpec, nb: int):
-    """The level-``nb`` VJP ``(inputs, output cotangents) -> input cotangents``, custom-vmapped like the primal."""
-
-    @custom_vmap
-    def backward(inputs_and_g):
-        inputs, g = inputs_and_g
-        out, vjp = jax.vjp(lambda x: _batch_minor_core(spec, nb, x), inputs)
-        # a cotangent may lack batch axes its output has (e.g. the zero one of an unused final state)
-        return vjp(jax.tree.map(lambda c, o: jnp.broadcast_to(c, o.shape), g, out))[0]
-
-    @backward.def_vmap
-    def _(axis_size, in_batched, inputs_and_g):
-        # vmap of a VJP gives one cotangent per batch element, also for inputs shared by the batch (JAX sums them
-        # where the batch axis is not the caller's): broadcast those so the VJP below does not sum over the batch
-        return _vmap_rule(_batch_minor_bwd(spec, nb + 1), axis_size, in_batched[0], inputs_and_g, broadcast=True)
-
-    return backward
 
 
 @eqx.filter_jit
@@ -402,6 +474,11 @@ def simulate(
     Returns:
         A :class:`Trajectory` with ``ceil(time / stride)`` samples (sample 0 is the initial state), and the final
         state if requested.
+
+    Works under ``jit``, ``vmap`` and reverse-mode differentiation (``grad``, ``vjp``) with respect to the
+    parameters, the current, ``dt`` and ``init_state``. For the built-in neuron models (LI, SHH, CHH and circuits
+    of them) forward mode (``jax.jvp``, ``jacfwd``) is not available: they run through a custom batching rule
+    (``vmap``-ed calls are laid out with the batch as the fast axis) that is differentiated by a custom VJP.
 
     Example:
         >>> from neurosurrogate import CElegansHH, simulate
