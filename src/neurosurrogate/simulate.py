@@ -274,21 +274,29 @@ def _batch_shape(nb: int, inputs) -> tuple[int, ...]:
 
 def _batch_minor_prepare(spec: _BatchMinorSpec, nb: int, inputs):
     """Inputs with ``nb`` trailing batch axes -> (arrays, solver arrays, current, dt, initial state) in the (k, B)
-    layout: batch axes broadcast once and flattened into one fast axis, shared neuron sets expanded (on axis 0)."""
+    layout: batch axes broadcast once and flattened into one fast axis, shared neuron sets expanded (on axis 0).
+    The current keeps its own batch axes (time, n, b...), see :func:`_expand_input`: broadcasting a whole stimulus
+    over, e.g., a population would copy it once per member."""
     batch = _batch_shape(nb, inputs)
-    size = math.prod(batch)
-
-    def lay(x):  # (k..., b...) -> (k..., B)
-        k = x.shape[: x.ndim - nb]
-        return jnp.broadcast_to(x, k + batch).reshape(*k, size)
-
-    arrays, solver_arrays, cur, dt, init = jax.tree.map(lay, inputs)
+    arrays, solver_arrays, cur, dt, init = inputs
+    arrays, solver_arrays, dt, init = jax.tree.map(lambda x: _lay(x, nb, batch), (arrays, solver_arrays, dt, init))
     if isinstance(spec.model, Circuit) and spec.model.param_index != tuple(range(spec.model.n)):
         idx = np.asarray(spec.model.param_index)
         arrays = eqx.tree_at(lambda c: c.neurons, arrays, jax.tree.map(lambda p: p[idx], arrays.neurons))
     if init is None:
         init = _batch_minor_neurons(spec, arrays).init_state()
     return arrays, solver_arrays, cur, dt, init
+
+
+def _lay(x, nb: int, batch: tuple[int, ...]):
+    """(k..., b...) -> (k..., B): broadcast the ``nb`` trailing batch axes to ``batch`` and flatten them."""
+    k = x.shape[: x.ndim - nb]
+    return jnp.broadcast_to(x, k + batch).reshape(*k, math.prod(batch))
+
+
+def _expand_input(i_k, nb: int, batch: tuple[int, ...]):
+    """One step's input current (n, b...) -> (n, B), inside the step (fused into its consumers)."""
+    return _lay(i_k, nb, batch)
 
 
 def _batch_minor_neurons(spec: _BatchMinorSpec, arrays):
@@ -328,7 +336,7 @@ def _batch_minor_forward(spec: _BatchMinorSpec, nb: int, inputs, keep_states: bo
     arrays, solver_arrays, cur, dt, state0 = _batch_minor_prepare(spec, nb, inputs)
 
     def step(state, i_k):
-        return _batch_minor_step(spec, arrays, solver_arrays, state, i_k, dt)
+        return _batch_minor_step(spec, arrays, solver_arrays, state, _expand_input(i_k, nb, batch), dt)
 
     final, (v, ca), states = _scan_steps(step, state0, cur, _record_fn(spec), spec.stride, keep_states)
     out = _unlay(batch, (v, ca, final))
@@ -338,12 +346,23 @@ def _batch_minor_forward(spec: _BatchMinorSpec, nb: int, inputs, keep_states: bo
 def _batch_minor_backward(spec: _BatchMinorSpec, nb: int, inputs, states, g):
     """Cotangents of ``inputs`` from the stored states and the cotangents ``g`` of (V, Ca, final state): a reverse
     scan of the per-step VJP (the state's cotangent is carried, the parameters' accumulated), then the VJP of
-    :func:`_batch_minor_prepare` (broadcasts, shared sets, initial state)."""
-    batch = _batch_shape(nb, inputs)
-    size = math.prod(batch)
-    (arrays, solver_arrays, cur, dt, _), prepare_vjp = jax.vjp(
-        lambda x: _batch_minor_prepare(spec, nb, x), inputs)
-    states, g = jax.tree.map(lambda y: y.reshape(*y.shape[: y.ndim - nb], size), (states, g))
+    :func:`_batch_minor_prepare` (broadcasts, shared sets, initial state).
+
+    Under vmap this is the VJP of every batch element: the cotangents carry the full batch shape, also for inputs
+    shared by the batch (JAX sums them where the batch axis is not the caller's).
+    """
+    batch = _batch_shape(nb, (inputs, states))  # the stored states have the full batch shape
+    arrays, solver_arrays, cur, dt, init = inputs
+    shared = jax.tree.map(lambda x: jnp.broadcast_to(x, (*x.shape[: x.ndim - nb], *batch)),
+                          (arrays, solver_arrays, dt, init))
+
+    def prepare(x):
+        a, s_, c, d, i0 = _batch_minor_prepare(spec, nb, (x[0], x[1], cur, x[2], x[3]))
+        return a, s_, d, i0
+
+    (arrays, solver_arrays, dt, _), prepare_vjp = jax.vjp(prepare, shared)
+    # a cotangent may lack batch axes its output has (e.g. the zero one of an unused final state)
+    states, g = jax.tree.map(lambda y: _lay(y, nb, batch), (states, g))
     g_v, g_ca, g_final = g
     steps, stride = cur.shape[0], spec.stride
     padded = states.V.shape[0]
@@ -365,7 +384,8 @@ def _batch_minor_backward(spec: _BatchMinorSpec, nb: int, inputs, states, g):
         def f(st, d, i):
             return _batch_minor_step(spec, d[0], d[1], st, i, d[2])
 
-        _, vjp = jax.vjp(f, state, diff, i_k)
+        # the cotangent of the step's expanded (n, B) input: one per batch element
+        _, vjp = jax.vjp(f, state, diff, _expand_input(i_k, nb, batch))
         d_state, d_diff, d_i = vjp(lam)
         d_state = d_state._replace(V=d_state.V.at[rec_idx].add(gv_k))  # the record of this step's state
         if gca_k is not None:
@@ -376,21 +396,16 @@ def _batch_minor_backward(spec: _BatchMinorSpec, nb: int, inputs, states, g):
     (d_state0, d_diff), d_cur = jax.lax.scan(
         body, (g_final, zeros), (states, cur, per_step(g_v), per_step(g_ca)), reverse=True)
     d_arrays, d_solver, d_dt = d_diff
-    return prepare_vjp((d_arrays, d_solver, d_cur[:steps], d_dt, d_state0))[0]
+    d_arrays, d_solver, d_dt, d_init = prepare_vjp((d_arrays, d_solver, d_dt, d_state0))[0]
+    d_cur = d_cur[:steps].reshape(*d_cur.shape[:-1], *batch)
+    return d_arrays, d_solver, d_cur, d_dt, d_init
 
 
-def _vmap_rule(fn, axis_size, in_batched, args, *, broadcast: bool = False):
-    """custom_vmap rule: the new batch axis goes last on every input (size 1 where unbatched, or ``axis_size`` with
-    ``broadcast``), ``fn`` runs one level deeper, and each output's last axis comes back to the front (dropped,
-    reported unbatched, where it is 1)."""
-
-    def to_last(x, batched):
-        if batched:
-            return jnp.moveaxis(x, 0, -1)
-        x = x[..., None]
-        return jnp.broadcast_to(x, (*x.shape[:-1], axis_size)) if broadcast else x
-
-    args = jax.tree.map(to_last, args, in_batched)
+def _vmap_rule(fn, axis_size, in_batched, args):
+    """custom_vmap rule: the new batch axis goes last on every input (size 1 where unbatched), ``fn`` runs one level
+    deeper, and each output's last axis comes back to the front (dropped, reported unbatched, where it is 1)."""
+    del axis_size
+    args = jax.tree.map(lambda x, b: jnp.moveaxis(x, 0, -1) if b else x[..., None], args, in_batched)
     out_leaves, treedef = jax.tree.flatten(fn(args))
     outs, batched = [], []
     for y in out_leaves:
@@ -403,14 +418,13 @@ def _vmap_rule(fn, axis_size, in_batched, args, *, broadcast: bool = False):
     return jax.tree.unflatten(treedef, outs), jax.tree.unflatten(treedef, batched)
 
 
-def _custom_vmapped(fn, nb: int, *, broadcast: bool = False):
+def _custom_vmapped(fn, nb: int):
     """``fn(nb)`` (a function of one pytree argument) whose vmap runs ``fn(nb + 1)`` through :func:`_vmap_rule`."""
     f = custom_vmap(fn(nb))
 
     @f.def_vmap
     def _(axis_size, in_batched, args):
-        return _vmap_rule(_custom_vmapped(fn, nb + 1, broadcast=broadcast), axis_size, in_batched[0], args,
-                          broadcast=broadcast)
+        return _vmap_rule(_custom_vmapped(fn, nb + 1), axis_size, in_batched[0], args)
 
     return f
 
@@ -419,9 +433,7 @@ def _batch_minor_fn(spec: _BatchMinorSpec, nb: int):
     """The level-``nb`` simulation function of the inputs (see the comment above)."""
     primal = _custom_vmapped(lambda k: lambda x: _batch_minor_forward(spec, k, x), nb)
     forward = _custom_vmapped(lambda k: lambda x: _batch_minor_forward(spec, k, x, keep_states=True), nb)
-    # vmap of a VJP gives one cotangent per batch element, also for inputs shared by the batch (JAX sums them
-    # where the batch axis is not the caller's): `broadcast` them so the backward pass does not sum over the batch
-    backward = _custom_vmapped(lambda k: lambda a: _batch_minor_backward(spec, k, *a), nb, broadcast=True)
+    backward = _custom_vmapped(lambda k: lambda a: _batch_minor_backward(spec, k, *a), nb)
 
     @jax.custom_vjp
     def run(inputs):
