@@ -24,6 +24,9 @@ class AbstractNeuron(eqx.Module):
     State: ClassVar[type]
     #: True when the state has a calcium concentration field ``Ca``
     has_calcium: ClassVar[bool] = False
+    #: True when ``init_state`` and ``step`` act element by element on parameter and state arrays of any common shape
+    #: (e.g. ``(n, batch)``); the simulator then lays vmapped batches out neuron-major with the batch as the fast axis
+    elementwise: ClassVar[bool] = False
 
     # ---- construction -------------------------------------------------------------------------------------------
     @classmethod

@@ -32,6 +32,7 @@ class LeakyIntegrate(AbstractNeuron):
         "E_L": spec(-60.0, init=(-70.0, -45.0), unit="mV"),
     }
     State = LIState
+    elementwise = True
 
     def init_state(self) -> LIState:
         return LIState(V=jnp.full(self.E_L.shape, -60.0, self.E_L.dtype))
@@ -79,6 +80,7 @@ class SimpleHH(AbstractNeuron):
         "b_tau": spec(30.0, 1.0, 1000.0, (1.0, 1000.0), "ms"),
     }
     State = SHHState
+    elementwise = True
 
     def init_state(self) -> SHHState:
         z = jnp.zeros(self.C_m.shape, self.C_m.dtype)
@@ -185,6 +187,7 @@ class CElegansHH(AbstractNeuron):
     PARAMS = _chh_params()
     State = CHHState
     has_calcium = True
+    elementwise = True
 
     def init_state(self) -> CHHState:
         z = jnp.zeros(self.C_m.shape, self.C_m.dtype)

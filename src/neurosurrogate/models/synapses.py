@@ -48,10 +48,28 @@ def _fan_in(index: tuple[int, ...], n: int) -> np.ndarray:
     return np.asarray([x + [len(index)] * (width - len(x)) for x in lists], dtype=np.int32)
 
 
-def _sum_into(x, fan_in: np.ndarray):
-    """Sum per-connection values ``x`` (..., m) into per-neuron totals (..., n) via a fan-in table."""
+def _take(x, index, axis: int):
+    """``x`` gathered at static ``index`` along ``axis`` (0: the leading axis, -1: the trailing one)."""
+    index = np.asarray(index)
+    return x[index] if axis == 0 else x[..., index]
+
+
+def _sum_into(x, fan_in: np.ndarray, axis: int = -1):
+    """Sum per-connection values ``x`` (..., m) into per-neuron totals (..., n) via a fan-in table.
+
+    ``axis`` = 0 takes the connections on the leading axis instead: (m, ...) -> (n, ...).
+    """
+    if axis == 0:
+        padded = jnp.concatenate([x, jnp.zeros((1, *x.shape[1:]), x.dtype)], axis=0)
+        return padded[fan_in].sum(axis=1)
     padded = jnp.concatenate([x, jnp.zeros((*x.shape[:-1], 1), x.dtype)], axis=-1)
     return padded[..., fan_in].sum(axis=-1)
+
+
+def _check_axis(axis: int) -> int:
+    if axis not in (0, -1):
+        raise ValueError(f"neuron_axis must be 0 or -1, got {axis}")
+    return axis
 
 
 class ChemicalSynapses(eqx.Module):
@@ -101,14 +119,18 @@ class ChemicalSynapses(eqx.Module):
         upper["E"] = np.where(exc, 50.0, -60.0)
         return lower, upper
 
-    def currents(self, v: PerNeuron) -> PerNeuron:
-        """Total synaptic current into each neuron (uA/cm2) for voltages ``v`` (n,)."""
+    def currents(self, v: PerNeuron, *, neuron_axis: int = -1) -> PerNeuron:
+        """Total synaptic current into each neuron (uA/cm2) for voltages ``v`` (n,).
+
+        ``neuron_axis`` = 0 takes neurons on the leading axis of ``v`` (n, ...) and synapses on the leading axis of
+        the parameter leaves (m, ...) (the simulator's batched layout); -1 (default) is the trailing axis.
+        """
+        axis = _check_axis(neuron_axis)
         if not self.pre:
             return jnp.zeros_like(v)
-        pre, post = np.asarray(self.pre), np.asarray(self.post)
-        v_pre, v_post = v[..., pre], v[..., post]
+        v_pre, v_post = _take(v, self.pre, axis), _take(v, self.post, axis)
         i = self.G * jax.nn.sigmoid((v_pre - self.mdp) / self.scale) * (self.E - v_post)
-        return _sum_into(i, _fan_in(self.post, self.n_neurons))
+        return _sum_into(i, _fan_in(self.post, self.n_neurons), axis)
 
 
 class GapJunctions(eqx.Module):
@@ -130,12 +152,12 @@ class GapJunctions(eqx.Module):
     def bounds(self) -> tuple[dict, dict]:
         return bounds_of(self, self.PARAMS)
 
-    def currents(self, v: PerNeuron) -> PerNeuron:
-        """Total gap-junction current into each neuron (uA/cm2)."""
+    def currents(self, v: PerNeuron, *, neuron_axis: int = -1) -> PerNeuron:
+        """Total gap-junction current into each neuron (uA/cm2); ``neuron_axis`` as for chemical synapses."""
+        axis = _check_axis(neuron_axis)
         if not self.a:
             return jnp.zeros_like(v)
-        a, b = np.asarray(self.a), np.asarray(self.b)
         # neuron a receives -G (V_a - V_b), neuron b receives +G (V_a - V_b)
-        x = self.G * (v[..., a] - v[..., b])
-        return _sum_into(jnp.concatenate([-x, x], axis=-1), _fan_in(self.a + self.b, self.n_neurons))
+        x = self.G * (_take(v, self.a, axis) - _take(v, self.b, axis))
+        return _sum_into(jnp.concatenate([-x, x], axis=axis), _fan_in(self.a + self.b, self.n_neurons), axis)
 
