@@ -112,12 +112,26 @@ def _register(name: str) -> None:
         quick: Annotated[bool, typer.Option(help="tiny size for smoke tests")] = False,
         population: Annotated[int | None, typer.Option(help="override the population size")] = None,
         iterations: Annotated[int | None, typer.Option(help="override the number of iterations")] = None,
+        lr: Annotated[float | None, typer.Option(help="override the initial learning rate")] = None,
+        decay: Annotated[float | None, typer.Option(help="override the staircase rate")] = None,
+        relative_steps: Annotated[
+            bool | None, typer.Option("--relative-steps/--absolute-steps", help="override the step scaling")
+        ] = None,
+        screen: Annotated[int | None, typer.Option(help="override the random-search size (0: off)")] = None,
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
         resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
     ) -> None:
         from ..experiments.odynn_table import experiment
 
-        _run(experiment(name, quick=quick, population=population, iterations=iterations), out, seed, resume)
+        try:
+            exp = experiment(
+                name, quick=quick, population=population, iterations=iterations, lr=lr, decay=decay,
+                relative_steps=relative_steps, screen=screen,
+            )
+            exp.settings(seed)
+        except ValueError as err:
+            raise fail(str(err)) from None
+        _run(exp, out, seed, resume)
 
     command.__doc__ = (
         f"ODYNN {name}: {exp.model}{' on ' + exp.circuit if exp.circuit else ''} (thesis: {exp.thesis})."
