@@ -145,3 +145,50 @@ def test_problem_shape_errors():
         FitProblem(problem.space, bad, dt=1.0).check()
     with pytest.raises(ValueError, match="invalid V shape"):
         Measurements(problem.train.currents, problem.train.V[0])
+
+
+_SHARD_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import neurosurrogate
+assert neurosurrogate.use_host_devices(2)
+import jax, numpy as np
+from neurosurrogate.fit import FitSettings, fit_population
+from neurosurrogate.fit.report import fit_metrics
+from test_fit_population import _li_problem
+assert jax.device_count() == 2
+problem = _li_problem()
+kw = dict(population=6, iterations=15, seed=3, checkpoint_every=5)
+plain = fit_population(problem, FitSettings(**kw), progress=False)
+split = fit_population(problem, FitSettings(**kw, shard=True), progress=False)
+assert len(split.u[0].sharding.device_set) == 2 and len(plain.u[0].sharding.device_set) == 1
+for a, b in zip(plain.u, split.u):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(plain.train_history, split.train_history, rtol=1e-5)
+assert fit_metrics(split)["devices"] == 2 and fit_metrics(plain)["devices"] == 1
+print("OK")
+"""
+
+
+def test_sharded_population_matches_single_device(tmp_path):
+    """--shard splits the members over two CPU devices (own process: XLA reads the device count at start-up) and
+    gives the single-device result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "shard.py"
+    script.write_text(_SHARD_SCRIPT.format(tests=str(Path(__file__).parent)))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_use_host_devices_after_start_warns(monkeypatch):
+    from neurosurrogate import use_host_devices
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    jax.devices()  # JAX has started
+    with pytest.warns(UserWarning, match="no effect"):
+        assert use_host_devices(2) is False
+    with pytest.raises(ValueError, match="invalid n"):
+        use_host_devices(0)

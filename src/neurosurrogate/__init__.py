@@ -4,6 +4,7 @@ The public API is re-exported here; submodules starting with an underscore are p
 """
 
 from ._config import enable_float64 as enable_float64
+from ._config import use_host_devices as use_host_devices
 from .models import AbstractNeuron as AbstractNeuron
 from .models import CElegansHH as CElegansHH
 from .models import ChemicalSynapses as ChemicalSynapses

@@ -15,6 +15,9 @@ from ._app import app
 
 def main() -> None:
     """Entry point of the `neurosurrogate` console script."""
+    from .._config import use_host_devices
+
+    use_host_devices()  # one JAX device per core: fits with --shard split their population over them
     app()
 
 

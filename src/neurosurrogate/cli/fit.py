@@ -55,6 +55,9 @@ def fit_command(
     screen: Annotated[
         int, typer.Option(help="random search first: draw this many candidates, keep the best POPULATION (0: off)")
     ] = 0,
+    shard: Annotated[
+        bool, typer.Option(help="split the population over the CPU cores (small populations of big circuits)")
+    ] = False,
     dt: Annotated[float, typer.Option(help="time step, ms")] = 1.0,
     duration: Annotated[float, typer.Option(help="stimulus length, ms (simulated data)")] = 1200.0,
     n_train: Annotated[int, typer.Option(help="train stimuli")] = 5,
@@ -86,6 +89,7 @@ def fit_command(
             decay=decay,
             relative_steps=relative_steps,
             screen=screen,
+            shard=shard,
             dt=dt,
             duration=duration,
             n_train=n_train,
@@ -118,6 +122,9 @@ def _register(name: str) -> None:
             bool | None, typer.Option("--relative-steps/--absolute-steps", help="override the step scaling")
         ] = None,
         screen: Annotated[int | None, typer.Option(help="override the random-search size (0: off)")] = None,
+        shard: Annotated[
+            bool | None, typer.Option("--shard/--no-shard", help="override: split the population over the CPU cores")
+        ] = None,
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
         resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
     ) -> None:
@@ -126,7 +133,7 @@ def _register(name: str) -> None:
         try:
             exp = experiment(
                 name, quick=quick, population=population, iterations=iterations, lr=lr, decay=decay,
-                relative_steps=relative_steps, screen=screen,
+                relative_steps=relative_steps, screen=screen, shard=shard,
             )
             exp.settings(seed)
         except ValueError as err:

@@ -25,6 +25,8 @@ class OdynnExperiment:
         threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
         relative_steps: Adam steps in units of each parameter's initialisation range (``FitSettings``).
         screen: random-search candidates the population is picked from (``FitSettings``; 0: none).
+        shard: split the population over the CPU cores (``FitSettings``; pays off for small populations of big
+            circuits).
         target: "simulated" (the default model's response to box currents) or "wave" (the thesis' redefined
             forward-locomotion target: one waveform shifted by 64 ms from neuron to neuron, every neuron fitted).
         tap_groups: circuits only: sensor groups receiving mechanical taps (see ``tap_currents``); empty: independent
@@ -52,6 +54,7 @@ class OdynnExperiment:
     checkpoint_every: int = 50
     relative_steps: bool = False
     screen: int = 0
+    shard: bool = False
     target: str = "simulated"
     tap_groups: tuple[tuple[str, ...], ...] = ()
     thesis: str = ""
@@ -69,6 +72,7 @@ class OdynnExperiment:
             checkpoint_every=self.checkpoint_every,
             relative_steps=self.relative_steps,
             screen=self.screen,
+            shard=self.shard,
         )
 
 
@@ -88,6 +92,7 @@ _FORWARD_LOCOMOTION = OdynnExperiment(
     noise=1.0,
     target="wave",
     checkpoint_every=20,
+    shard=True,
     thesis="losses 79-124 (CHH full: 117 on Lung's target, 90.4 redefined); 29 h",
 )
 

@@ -48,6 +48,9 @@ class FitSettings:
             of size ``lr`` on the unconstrained values, as in the thesis.
         screen: random search before the descent (thesis 3.3.1): draw this many candidates, keep the ``population``
             with the lowest train loss (forward simulations only); 0: start from a plain draw of ``population``.
+        shard: split the population over the available devices (several CPU devices after
+            :func:`~neurosurrogate.use_host_devices`, or GPUs); worth it where one member's step is small
+            (forward locomotion: 10 members, 1.5x on 2 cores). Results do not depend on it.
     """
 
     population: int = 100
@@ -60,6 +63,7 @@ class FitSettings:
     checkpoint_every: int = 50
     relative_steps: bool = False
     screen: int = 0
+    shard: bool = False
 
     def __post_init__(self):
         for name in ("population", "iterations", "decay_every"):
@@ -291,7 +295,7 @@ class FitResult:
 # ------------------------------------------------------------------------------------------------ checkpoints
 def _fingerprint(problem: FitProblem, settings: FitSettings) -> str:
     info = {
-        "settings": dataclasses.asdict(settings),
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "shard"},  # layout only
         "free": list(problem.space.free_names),
         "train": [list(np.shape(problem.train.currents)), float(np.sum(np.asarray(problem.train.V, float)))],
         "dt": problem.dt,
@@ -376,6 +380,19 @@ def evaluate(problem: FitProblem, u, split: str | Measurements = "train") -> np.
 _EVAL_CACHE: dict[int, tuple] = {}
 
 
+def shard_population(tree, population: int):
+    """Every leaf (leading population axis) split over the most devices that divide ``population``: the jitted
+    step then runs each device's members on its own core (XLA SPMD). Unchanged with one device."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices()
+    n = max(k for k in range(1, len(devices) + 1) if population % k == 0)
+    if n == 1:
+        return tree
+    mesh = Mesh(np.asarray(devices[:n]), ("member",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("member")))
+
+
 def initial_population(problem: FitProblem, settings: FitSettings, key: jax.Array) -> tuple[jax.Array, ...]:
     """The starting population: a uniform draw in the initialisation ranges (thesis 3.3.3) or, with
     ``settings.screen``, the ``population`` best of that many candidates on the train loss (random search, 3.3.1)."""
@@ -438,6 +455,8 @@ def fit_population(
         history[: len(done)] = done
         resumed_from = state.iteration
     u, opt_state, redraws = state.u, state.opt_state, state.redraws
+    if settings.shard:
+        u, opt_state, redraws = shard_population((u, opt_state, redraws), settings.population)
     start = time.perf_counter()
 
     def save(it):

@@ -151,6 +151,7 @@ def fit_metrics(result: FitResult, threshold: float | None = None) -> dict[str, 
         "members_redrawn": int((result.redraws > 0).sum()),
         "good_members": int(len(good_members(result))),
         "wall_time_s": float(result.wall_time),
+        "devices": len(result.u[0].sharding.device_set) if hasattr(result.u[0], "sharding") else 1,
         "resumed_from_iteration": result.resumed_from,
     }
     if threshold is not None:
