@@ -89,3 +89,20 @@ def test_weighted_mse_is_thesis_eq_3_20():
         ((w_n * (v[s] - vt[s]) ** 2).sum() + 3.0 * (w_n * (ca[s] - cat[s]) ** 2).sum()) / 15 for s in range(2)
     ]
     np.testing.assert_allclose(got, np.mean(per_stim), rtol=1e-5)
+
+
+def test_inverted_synapses_keep_their_slope_sign():
+    # the six SYNAPSE_inhib2 synapses (scale -6) stay in [-100, -0.1] at init and below -0.1 throughout; rising ones >= 0.1
+    circuit = load_circuit("tap_withdrawal")
+    tw = ParameterSpace(circuit, g_max=2.0)
+    inverted = np.asarray(circuit.synapses.scale) < 0
+    assert inverted.sum() == 6 and (~inverted).sum() == 17
+    s = tw.paths.index("synapses.scale")
+    np.testing.assert_array_equal(tw.upper[s][inverted], -0.1)
+    np.testing.assert_array_equal(tw.lower[s][~inverted], 0.1)
+    scale = np.asarray(tw.model(tw.sample(jax.random.PRNGKey(2), 64)).synapses.scale)
+    assert np.all(scale[:, inverted] <= -0.1) and np.all(scale[:, inverted] >= -100)
+    assert np.all(scale[:, ~inverted] >= 0.1) and np.all(scale[:, ~inverted] <= 100)
+    # the packaged circuit itself lies in the space: unconstrain -> constrain gives it back
+    back = np.asarray(tw.model(tw.unconstrain_model(circuit)).synapses.scale)
+    np.testing.assert_allclose(back, np.asarray(circuit.synapses.scale), rtol=1e-5)

@@ -31,7 +31,8 @@ def _neuron_ranges(module: AbstractNeuron) -> dict[str, tuple]:
     return out
 
 
-#: synapse ranges of the thesis' circuit fits (tables A.8, A.9): (lower, upper, init low, init high)
+#: synapse ranges of the thesis' circuit fits (tables A.8, A.9): (lower, upper, init low, init high); the scale range
+#: is that of a rising synapse, mirrored for the inverted ones (negative slope, preset SYNAPSE_inhib2)
 _THESIS_SYNAPSE = {"mdp": (-np.inf, np.inf, -50.0, 60.0), "scale": (0.1, np.inf, 0.1, 100.0)}
 
 
@@ -48,11 +49,16 @@ def _synapse_ranges(module: ChemicalSynapses | GapJunctions, g_max: float | None
         if name == "E":  # excitatory / inhibitory synapses keep their sign: draw inside their own bounds
             ilo, ihi = lo.copy(), hi.copy()
         if isinstance(module, ChemicalSynapses) and name in _THESIS_SYNAPSE:
-            # thesis tables A.8 / A.9: every synapse gets the same ranges (the packaged presets, with their negative
-            # slope for SYNAPSE_inhib2, only matter as fixed values)
+            # thesis tables A.8 / A.9: every synapse gets the same ranges, except that a synapse keeps the sign of its
+            # slope, as it keeps that of E: an inverted synapse (scale < 0, active when the presynaptic neuron is
+            # hyperpolarised) cannot turn into a rising one by a continuous path through the bounds
             lo_t, hi_t, ilo_t, ihi_t = _THESIS_SYNAPSE[name]
             lo, hi = np.full(shape, lo_t), np.full(shape, hi_t)
             ilo, ihi = np.full(shape, ilo_t), np.full(shape, ihi_t)
+            if name == "scale":
+                inverted = np.broadcast_to(np.asarray(module.scale) < 0, shape)
+                lo, hi = np.where(inverted, -hi, lo), np.where(inverted, -lo, hi)
+                ilo, ihi = np.where(inverted, -ihi, ilo), np.where(inverted, -ilo, ihi)
         out[name] = (lo, hi, ilo, ihi)
     return out
 
