@@ -92,7 +92,8 @@ def test_weighted_mse_is_thesis_eq_3_20():
 
 
 def test_inverted_synapses_keep_their_slope_sign():
-    # the six SYNAPSE_inhib2 synapses (scale -6) stay in [-100, -0.1] at init and below -0.1 throughout; rising ones >= 0.1
+    # the six SYNAPSE_inhib2 synapses (scale -6) stay in [-100, -0.1] at init and below -0.1 throughout;
+    # rising ones >= 0.1
     circuit = load_circuit("tap_withdrawal")
     tw = ParameterSpace(circuit, g_max=2.0)
     inverted = np.asarray(circuit.synapses.scale) < 0

@@ -171,3 +171,18 @@ def test_tap_currents_family():
     # the order of the three kinds varies between stimuli
     first = [int(np.argmax(p)) < int(np.argmax(a)) for p, a in zip(posterior, anterior, strict=True)]
     assert 0 < sum(first) < len(first)
+
+
+def test_fit_command_circuit_with_touch_sensors_uses_taps(tmp_path):
+    from neurosurrogate.experiments.odynn_table import EXPERIMENTS
+    from neurosurrogate.models import circuit_tap_groups
+
+    assert circuit_tap_groups("tap_withdrawal") == EXPERIMENTS["tap-withdrawal"].tap_groups == (
+        ("AVM", "ALM"), ("PVD", "PLM"))
+    assert circuit_tap_groups("forward_locomotion") == ()
+    _invoke("fit", "--circuit", "tap_withdrawal", "--population", "2", "--iterations", "2", "--duration", "300",
+            "--dt", "0.5", "--n-train", "1", "--n-test", "1", "--noise", "0", "--shard", "--out", tmp_path / "tw")
+    config = json.loads((tmp_path / "tw" / "config.json").read_text())["experiment"]
+    assert config["tap_groups"] == [["AVM", "ALM"], ["PVD", "PLM"]] and config["shard"] is True
+    bad = runner.invoke(app, ["fit", "--circuit", "nope", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "unknown circuit" in bad.output and not (tmp_path / "x").exists()

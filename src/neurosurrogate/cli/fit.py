@@ -74,8 +74,12 @@ def fit_command(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     resume: Annotated[bool, typer.Option(help="continue from OUT/checkpoint.npz")] = False,
 ) -> None:
-    """Fit a neuron model or circuit with a random population trained by Adam (ODYNN hybrid optimisation)."""
+    """Fit a neuron model or circuit with a random population trained by Adam (ODYNN hybrid optimisation).
+
+    Simulated data for a circuit with touch sensors (tap_withdrawal) are sequences of mechanical taps; otherwise
+    random box currents on every input."""
     from ..experiments.odynn_table import OdynnExperiment
+    from ..models.circuit import circuit_tap_groups
 
     try:
         exp = OdynnExperiment(
@@ -99,6 +103,7 @@ def fit_command(
             w_ca=w_ca,
             g_max=g_max,
             checkpoint_every=checkpoint_every,
+            tap_groups=circuit_tap_groups(circuit) if circuit is not None and data is None else (),
         )
         exp.settings(seed)
     except ValueError as err:

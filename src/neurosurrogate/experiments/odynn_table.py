@@ -128,7 +128,7 @@ EXPERIMENTS: dict[str, OdynnExperiment] = {
             noise=0.0,
             g_max=2.0,
             threshold=0.5,
-            tap_groups=(("AVM", "ALM"), ("PVD", "PLM")),
+            tap_groups=(("AVM", "ALM"), ("PVD", "PLM")),  # = circuit_tap_groups("tap_withdrawal") (tested)
             thesis="38 of 50 below 0.5 mV^2 in 2.5 h",
         ),
         _FORWARD_LOCOMOTION,

@@ -6,6 +6,7 @@ from .betacell import BetaCell as BetaCell
 from .circuit import Circuit as Circuit
 from .circuit import build_circuit as build_circuit
 from .circuit import circuit_names as circuit_names
+from .circuit import circuit_tap_groups as circuit_tap_groups
 from .circuit import load_circuit as load_circuit
 from .neurons import NEURON_MODELS as NEURON_MODELS
 from .neurons import CElegansHH as CElegansHH

@@ -148,6 +148,20 @@ def circuit_names() -> list[str]:
     return sorted(_PACKAGED)
 
 
+def _packaged(name: str) -> dict:
+    key = name.lower().replace("-", "_")
+    if key not in _PACKAGED:
+        raise ValueError(f"unknown circuit {name!r}; packaged circuits: {circuit_names()}")
+    text = resources.files("neurosurrogate.models").joinpath("circuits/odynn_circuits.json").read_text()
+    return json.loads(text)[key]
+
+
+def circuit_tap_groups(name: str) -> tuple[tuple[str, ...], ...]:
+    """The touch-sensor groups of a packaged circuit that receive mechanical taps together (tap withdrawal: the
+    anterior AVM/ALM and the posterior PVD/PLM); empty for a circuit without touch sensors."""
+    return tuple(tuple(g) for g in _packaged(name).get("tap_groups", ()))
+
+
 def load_circuit(name: str, *, neuron: str = "CHH", grouped: bool = False) -> Circuit:
     """Load a packaged circuit by name ("tap_withdrawal" or "forward_locomotion"; '-' and case are ignored).
 
@@ -156,11 +170,7 @@ def load_circuit(name: str, *, neuron: str = "CHH", grouped: bool = False) -> Ci
         neuron: neuron model for every cell (LI, SHH, CHH), default parameters.
         grouped: share one parameter set across all neurons (the thesis' 'grouped' mode).
     """
-    key = name.lower().replace("-", "_")
-    if key not in _PACKAGED:
-        raise ValueError(f"unknown circuit {name!r}; packaged circuits: {circuit_names()}")
-    text = resources.files("neurosurrogate.models").joinpath("circuits/odynn_circuits.json").read_text()
-    data = json.loads(text)[key]
+    data = _packaged(name)
     names = data["neurons"]
     sensors = data.get("sensors", [n for n in names if n.startswith("AVB")])
     outputs = data.get("commands", [n for n in names if n.startswith("DB")])
