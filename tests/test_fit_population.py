@@ -166,6 +166,19 @@ for a, b in zip(plain.u, split.u):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 np.testing.assert_allclose(plain.train_history, split.train_history, rtol=1e-5)
 assert fit_metrics(split)["devices"] == 2 and fit_metrics(plain)["devices"] == 1
+# a one-device checkpoint resumes on two devices (the layout is not part of the checkpoint's fingerprint)
+ckpt = {ckpt!r}
+def stop(it, losses):
+    if it == 7:
+        raise KeyboardInterrupt
+try:
+    fit_population(problem, FitSettings(**kw), checkpoint=ckpt, progress=False, callback=stop)
+except KeyboardInterrupt:
+    pass
+resumed = fit_population(problem, FitSettings(**kw, shard=True), checkpoint=ckpt, resume=True, progress=False)
+assert resumed.resumed_from == 5
+for a, b in zip(plain.u, resumed.u):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 print("OK")
 """
 
@@ -178,7 +191,7 @@ def test_sharded_population_matches_single_device(tmp_path):
     from pathlib import Path
 
     script = tmp_path / "shard.py"
-    script.write_text(_SHARD_SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(_SHARD_SCRIPT.format(tests=str(Path(__file__).parent), ckpt=str(tmp_path / "c.npz")))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
