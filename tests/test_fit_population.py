@@ -1,5 +1,7 @@
 """Population Adam: schedule, recovery of known parameters, NaN re-draws, atomic checkpoints and exact resume."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -205,3 +207,42 @@ def test_use_host_devices_after_start_warns(monkeypatch):
         assert use_host_devices(2) is False
     with pytest.raises(ValueError, match="invalid n"):
         use_host_devices(0)
+
+
+def test_stalled_members_criterion():
+    from neurosurrogate.fit.population import stalled_members
+
+    s = FitSettings(population=4, iterations=100, restart_above=0.5, restart_window=10)
+    h = np.full((100, 4), np.nan)
+    h[:30] = np.array([2.0, 2.0, 0.4, 2.0])  # flat: 0 and 1 stall above 0.5; 2 is below; 3 was drawn recently
+    h[:30, 1] = np.linspace(3.0, 1.0, 30)  # member 1 still falls by > 10 % per 10 iterations
+    drawn = np.array([0, 0, 0, 25])
+    assert stalled_members(h, 30, drawn, s).tolist() == [True, False, False, False]
+    assert not stalled_members(h, 30, drawn, dataclasses.replace(s, restart_above=None)).any()
+    assert not stalled_members(h, 71, drawn, s).any()  # only in the first 70 % of the iterations
+    assert not stalled_members(h, 10, drawn, s).any()  # not before one window has passed
+    with pytest.raises(ValueError, match="invalid restart_above"):
+        FitSettings(restart_above=-1.0)
+
+
+def test_restarts_redraw_stalled_members_and_resume_exactly(tmp_path):
+    problem = _li_problem()
+    # lr so small that nothing moves: every member stalls and is re-drawn in steps 3 and 7 (new losses from 4 and 8)
+    settings = FitSettings(population=3, iterations=10, lr=1e-9, restart_above=1e-3, restart_window=2,
+                           checkpoint_every=2, seed=1)
+    full = fit_population(problem, settings, checkpoint=tmp_path / "a.npz", progress=False)
+    assert full.restarts.tolist() == [2, 2, 2] and full.redraws.tolist() == [0, 0, 0]
+    assert np.isfinite(full.train_history).all()
+    changed = np.abs(np.diff(full.train_history, axis=0)) > 0
+    assert changed[3].all() and changed[7].all() and not changed[[0, 1, 2, 4, 5, 6, 8]].any()
+
+    def interrupt(it, losses):
+        if it == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_population(problem, settings, checkpoint=tmp_path / "b.npz", progress=False, callback=interrupt)
+    resumed = fit_population(problem, settings, checkpoint=tmp_path / "b.npz", resume=True, progress=False)
+    assert resumed.resumed_from == 4 and resumed.restarts.tolist() == [2, 2, 2]
+    for a, b in zip(full.u, resumed.u, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -55,6 +56,9 @@ def fit_command(
     screen: Annotated[
         int, typer.Option(help="random search first: draw this many candidates, keep the best POPULATION (0: off)")
     ] = 0,
+    restart_above: Annotated[
+        float | None, typer.Option(help="re-draw members that stall above this train loss (default: never)")
+    ] = None,
     shard: Annotated[
         bool, typer.Option(help="split the population over the CPU cores (small populations of big circuits)")
     ] = False,
@@ -93,6 +97,7 @@ def fit_command(
             decay=decay,
             relative_steps=relative_steps,
             screen=screen,
+            restart_above=restart_above,
             shard=shard,
             dt=dt,
             duration=duration,
@@ -127,6 +132,9 @@ def _register(name: str) -> None:
             bool | None, typer.Option("--relative-steps/--absolute-steps", help="override the step scaling")
         ] = None,
         screen: Annotated[int | None, typer.Option(help="override the random-search size (0: off)")] = None,
+        restart_above: Annotated[
+            float | None, typer.Option(help="override: re-draw members that stall above this train loss (0: never)")
+        ] = None,
         shard: Annotated[
             bool | None, typer.Option("--shard/--no-shard", help="override: split the population over the CPU cores")
         ] = None,
@@ -139,7 +147,10 @@ def _register(name: str) -> None:
             exp = experiment(
                 name, quick=quick, population=population, iterations=iterations, lr=lr, decay=decay,
                 relative_steps=relative_steps, screen=screen, shard=shard,
+                restart_above=restart_above or None,
             )
+            if restart_above == 0:
+                exp = dataclasses.replace(exp, restart_above=None)
             exp.settings(seed)
         except ValueError as err:
             raise fail(str(err)) from None

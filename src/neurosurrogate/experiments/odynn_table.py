@@ -25,6 +25,7 @@ class OdynnExperiment:
         threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
         relative_steps: Adam steps in units of each parameter's initialisation range (``FitSettings``).
         screen: random-search candidates the population is picked from (``FitSettings``; 0: none).
+        restart_above: re-draw members that stall above this train loss (``FitSettings``; None: never).
         shard: split the population over the CPU cores (``FitSettings``; pays off for small populations of big
             circuits).
         target: "simulated" (the default model's response to box currents) or "wave" (the thesis' redefined
@@ -54,6 +55,7 @@ class OdynnExperiment:
     checkpoint_every: int = 50
     relative_steps: bool = False
     screen: int = 0
+    restart_above: float | None = None
     shard: bool = False
     target: str = "simulated"
     tap_groups: tuple[tuple[str, ...], ...] = ()
@@ -72,6 +74,7 @@ class OdynnExperiment:
             checkpoint_every=self.checkpoint_every,
             relative_steps=self.relative_steps,
             screen=self.screen,
+            restart_above=self.restart_above,
             shard=self.shard,
         )
 

@@ -48,6 +48,11 @@ class FitSettings:
             of size ``lr`` on the unconstrained values, as in the thesis.
         screen: random search before the descent (thesis 3.3.1): draw this many candidates, keep the ``population``
             with the lowest train loss (forward simulations only); 0: start from a plain draw of ``population``.
+        restart_above: re-draw a member that stalls above this train loss (None: never): its loss fell by less than
+            10 % over the last ``restart_window`` iterations of its current draw. Only in the first 70 % of the
+            iterations, so a restarted member has time to converge; counted in ``FitResult.restarts``. Every member
+            is still a random draw trained by Adam (multi-start descent, thesis 3.3.1).
+        restart_window: iterations over which a stall is judged.
         shard: split the population over the available devices (several CPU devices after
             :func:`~neurosurrogate.use_host_devices`, or GPUs); worth it where one member's step is small
             (forward locomotion: 10 members, 1.5x on 2 cores). Results do not depend on it.
@@ -63,14 +68,20 @@ class FitSettings:
     checkpoint_every: int = 50
     relative_steps: bool = False
     screen: int = 0
+    restart_above: float | None = None
+    restart_window: int = 100
     shard: bool = False
 
     def __post_init__(self):
-        for name in ("population", "iterations", "decay_every"):
+        for name in ("population", "iterations", "decay_every", "restart_window"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(
                     f"invalid {name}: got {getattr(self, name)!r}. It must be a positive integer"
                 )
+        if self.restart_above is not None and not self.restart_above > 0:
+            raise ValueError(
+                f"invalid restart_above: got {self.restart_above!r}. Use a positive train loss, or None for no restarts"
+            )
         if not self.lr > 0:
             raise ValueError(f"invalid lr: got {self.lr!r}. The learning rate must be > 0")
         if not 0 < self.decay <= 1:
@@ -237,7 +248,9 @@ class FitState(eqx.Module):
 
     u: tuple  #: unconstrained free leaves, each (P, ...)
     opt_state: optax.OptState
-    redraws: jax.Array  #: (P,) number of re-draws per member
+    redraws: jax.Array  #: (P,) number of re-draws per member after a non-finite loss or update
+    restarts: jax.Array  #: (P,) number of re-draws per member after a stall (``restart_above``)
+    drawn_at: jax.Array  #: (P,) iteration of each member's latest draw
     iteration: int = eqx.field(static=True)
 
 
@@ -250,7 +263,8 @@ class FitResult:
         u: final unconstrained free leaves (P, ...).
         train_history: train loss per iteration and member, shape (iterations, P) (NaN where a member was re-drawn).
         train_loss, test_loss: final losses per member (test None without test data).
-        redraws: re-draws per member.
+        redraws: re-draws per member after a non-finite loss or update.
+        restarts: re-draws per member after a stall (``FitSettings.restart_above``).
         wall_time: seconds spent in this process (a resumed run counts only its own part).
     """
 
@@ -263,6 +277,7 @@ class FitResult:
     redraws: np.ndarray
     wall_time: float
     resumed_from: int | None = None
+    restarts: np.ndarray | None = None
 
     @property
     def selection_loss(self) -> np.ndarray:
@@ -305,7 +320,7 @@ def _fingerprint(problem: FitProblem, settings: FitSettings) -> str:
 
 def save_checkpoint(path: str | os.PathLike, state: FitState, history: np.ndarray, fingerprint: str) -> Path:
     """Write a checkpoint atomically (temporary file + rename)."""
-    leaves = jax.tree.leaves((state.u, state.opt_state, state.redraws))
+    leaves = jax.tree.leaves(_saved(state))
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -325,11 +340,14 @@ def load_checkpoint(path: str | os.PathLike, like: FitState, fingerprint: str) -
                 f"invalid checkpoint {path}: it was written for other settings or data. Start a new run (another "
                 "--out) or drop --resume"
             )
-        treedef = jax.tree.structure((like.u, like.opt_state, like.redraws))
+        treedef = jax.tree.structure(_saved(like))
         n = treedef.num_leaves
         leaves = [jnp.asarray(z[f"leaf{i}"]) for i in range(n)]
-        u, opt_state, redraws = jax.tree.unflatten(treedef, leaves)
-        return FitState(u, opt_state, redraws, int(z["iteration"])), np.asarray(z["history"])
+        return FitState(*jax.tree.unflatten(treedef, leaves), int(z["iteration"])), np.asarray(z["history"])
+
+
+def _saved(state: FitState) -> tuple:
+    return state.u, state.opt_state, state.redraws, state.restarts, state.drawn_at
 
 
 # ------------------------------------------------------------------------------------------------ the fit
@@ -339,7 +357,10 @@ def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array
     grad_fn = jax.vmap(jax.value_and_grad(loss), in_axes=(0, None))
 
     @jax.jit
-    def step(u, opt_state, redraws, it, data):
+    def step(u, opt_state, counts, it, data, stalled):
+        """One Adam step of every member; ``counts`` = (redraws, restarts, drawn_at); ``stalled`` (P,) members to
+        re-draw although finite."""
+        redraws, restarts, drawn_at = counts
         losses, grads = grad_fn(u, data)
         updates, new_opt = jax.vmap(opt.update)(grads, opt_state, u)
         new_u = optax.apply_updates(u, updates)
@@ -348,7 +369,8 @@ def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array
             flags = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in jax.tree.leaves(tree)]
             return jnp.stack(flags).all(axis=0)
 
-        ok = jnp.isfinite(losses) & member_finite(new_u)
+        finite = jnp.isfinite(losses) & member_finite(new_u)
+        ok = finite & ~stalled
         # re-draw the failed members from the initialisation distribution, with a fresh optimiser state
         fresh_u = problem.space.sample(jax.random.fold_in(key_redraw, it), settings.population)
         fresh_opt = jax.vmap(opt.init)(fresh_u)
@@ -359,9 +381,32 @@ def _make_step(problem: FitProblem, settings: FitSettings, key_redraw: jax.Array
 
         new_u = jax.tree.map(pick, new_u, fresh_u)
         new_opt = jax.tree.map(pick, new_opt, fresh_opt)
-        return new_u, new_opt, redraws + (~ok).astype(redraws.dtype), jnp.where(ok, losses, jnp.nan)
+        counts = (
+            redraws + (~finite).astype(redraws.dtype),
+            restarts + (finite & stalled).astype(restarts.dtype),
+            jnp.where(ok, drawn_at, it + 1),
+        )
+        return new_u, new_opt, counts, jnp.where(finite, losses, jnp.nan)
 
     return opt, step
+
+
+def stalled_members(history: np.ndarray, it: int, drawn_at: np.ndarray, settings: FitSettings) -> np.ndarray:
+    """Members to re-draw before step ``it`` (see ``FitSettings.restart_above``): above the loss level, drawn at
+    least ``restart_window`` iterations ago, and less than 10 % lower than ``restart_window`` iterations ago."""
+    w = settings.restart_window
+    if settings.restart_above is None or it < w + 1 or it > _RESTART_UNTIL * settings.iterations:
+        return np.zeros(history.shape[1], bool)
+    now, before = history[it - 1], history[it - 1 - w]
+    with np.errstate(invalid="ignore"):
+        return (
+            (np.asarray(drawn_at) <= it - 1 - w)
+            & (now > settings.restart_above)
+            & (now > (1.0 - _RESTART_GAIN) * before)
+        )
+
+
+_RESTART_GAIN, _RESTART_UNTIL = 0.1, 0.7
 
 
 def evaluate(problem: FitProblem, u, split: str | Measurements = "train") -> np.ndarray:
@@ -446,7 +491,8 @@ def fit_population(
         u0 = problem.space.sample(key_init, settings.population)
     else:
         u0 = initial_population(problem, settings, key_init)
-    state = FitState(u0, jax.vmap(opt.init)(u0), jnp.zeros((settings.population,), jnp.int32), 0)
+    zeros = jnp.zeros((settings.population,), jnp.int32)
+    state = FitState(u0, jax.vmap(opt.init)(u0), zeros, zeros, zeros, 0)
     history = np.full((settings.iterations, settings.population), np.nan)
     fingerprint = _fingerprint(problem, settings)
     resumed_from = None
@@ -454,14 +500,14 @@ def fit_population(
         state, done = load_checkpoint(checkpoint, state, fingerprint)
         history[: len(done)] = done
         resumed_from = state.iteration
-    u, opt_state, redraws = state.u, state.opt_state, state.redraws
+    u, opt_state, counts = state.u, state.opt_state, (state.redraws, state.restarts, state.drawn_at)
     if settings.shard:
-        u, opt_state, redraws = shard_population((u, opt_state, redraws), settings.population)
+        u, opt_state, counts = shard_population((u, opt_state, counts), settings.population)
     start = time.perf_counter()
 
     def save(it):
         if checkpoint is not None:
-            save_checkpoint(checkpoint, FitState(u, opt_state, redraws, it), history, fingerprint)
+            save_checkpoint(checkpoint, FitState(u, opt_state, *counts, it), history, fingerprint)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -476,7 +522,8 @@ def fit_population(
         task = bar.add_task("fit", total=settings.iterations, completed=state.iteration, info="")
         data = _arrays(problem.train)
         for it in range(state.iteration, settings.iterations):
-            u, opt_state, redraws, losses = step(u, opt_state, redraws, jnp.asarray(it), data)
+            stalled = stalled_members(history, it, np.asarray(counts[2]), settings)
+            u, opt_state, counts, losses = step(u, opt_state, counts, jnp.asarray(it), data, jnp.asarray(stalled))
             losses = np.asarray(losses)
             history[it] = losses
             if callback is not None:
@@ -495,7 +542,8 @@ def fit_population(
         history,
         train_loss,
         test_loss,
-        np.asarray(redraws),
+        np.asarray(counts[0]),
         time.perf_counter() - start,
         resumed_from,
+        np.asarray(counts[1]),
     )
