@@ -29,13 +29,15 @@ def _check_run(path):
 
 @pytest.mark.parametrize("name", ["li", "chh", "tap-withdrawal"])
 def test_reproduce_quick(tmp_path, name):
-    extra = ("--screen", "12", "--lr", "0.05", "--absolute-steps") if name == "tap-withdrawal" else ()
+    extra = ("--screen", "12", "--lr", "0.05", "--absolute-steps", "--restart-above", "0", "--restart-window", "3") \
+        if name == "tap-withdrawal" else ()
     _invoke("reproduce", f"odynn-{name}", "--quick", "--out", tmp_path / name, *extra)
     metrics = _check_run(tmp_path / name)
     if name == "tap-withdrawal":
         assert metrics["free_parameters"] == 350 and "members_below_threshold" in metrics
         config = json.loads((tmp_path / name / "config.json").read_text())["experiment"]
-        assert (config["screen"], config["lr"], config["relative_steps"], config["decay"]) == (12, 0.05, False, 0.95)
+        assert (config["screen"], config["lr"], config["relative_steps"]) == (12, 0.05, False)
+        assert (config["restart_above"], config["restart_window"]) == (None, 3) and "restarts_total" in metrics
         bad = runner.invoke(app, ["reproduce", "odynn-tap-withdrawal", "--screen", "3", "--out", str(tmp_path / "b")])
         assert bad.exit_code == 2 and "invalid screen" in bad.output and not (tmp_path / "b").exists()
     if name == "li":

@@ -59,6 +59,7 @@ def fit_command(
     restart_above: Annotated[
         float | None, typer.Option(help="re-draw members that stall above this train loss (default: never)")
     ] = None,
+    restart_window: Annotated[int, typer.Option(help="iterations over which a stall is judged")] = 100,
     shard: Annotated[
         bool, typer.Option(help="split the population over the CPU cores (small populations of big circuits)")
     ] = False,
@@ -98,6 +99,7 @@ def fit_command(
             relative_steps=relative_steps,
             screen=screen,
             restart_above=restart_above,
+            restart_window=restart_window,
             shard=shard,
             dt=dt,
             duration=duration,
@@ -135,6 +137,9 @@ def _register(name: str) -> None:
         restart_above: Annotated[
             float | None, typer.Option(help="override: re-draw members that stall above this train loss (0: never)")
         ] = None,
+        restart_window: Annotated[
+            int | None, typer.Option(help="override: iterations over which a stall is judged")
+        ] = None,
         shard: Annotated[
             bool | None, typer.Option("--shard/--no-shard", help="override: split the population over the CPU cores")
         ] = None,
@@ -147,7 +152,7 @@ def _register(name: str) -> None:
             exp = experiment(
                 name, quick=quick, population=population, iterations=iterations, lr=lr, decay=decay,
                 relative_steps=relative_steps, screen=screen, shard=shard,
-                restart_above=restart_above or None,
+                restart_above=restart_above or None, restart_window=restart_window,
             )
             if restart_above == 0:
                 exp = dataclasses.replace(exp, restart_above=None)

@@ -25,7 +25,8 @@ class OdynnExperiment:
         threshold: loss threshold counted in the metrics (e.g. 0.5 mV^2 for tap withdrawal).
         relative_steps: Adam steps in units of each parameter's initialisation range (``FitSettings``).
         screen: random-search candidates the population is picked from (``FitSettings``; 0: none).
-        restart_above: re-draw members that stall above this train loss (``FitSettings``; None: never).
+        restart_above, restart_window: re-draw members that stall above this train loss, judged over this many
+            iterations (``FitSettings``; None: never).
         shard: split the population over the CPU cores (``FitSettings``; pays off for small populations of big
             circuits).
         target: "simulated" (the default model's response to box currents) or "wave" (the thesis' redefined
@@ -56,6 +57,7 @@ class OdynnExperiment:
     relative_steps: bool = False
     screen: int = 0
     restart_above: float | None = None
+    restart_window: int = 100
     shard: bool = False
     target: str = "simulated"
     tap_groups: tuple[tuple[str, ...], ...] = ()
@@ -75,6 +77,7 @@ class OdynnExperiment:
             relative_steps=self.relative_steps,
             screen=self.screen,
             restart_above=self.restart_above,
+            restart_window=self.restart_window,
             shard=self.shard,
         )
 
