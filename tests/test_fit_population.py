@@ -112,21 +112,29 @@ def test_nan_member_is_redrawn_without_stopping_others():
     assert np.isfinite(result.train_loss).all()
 
 
+def _interrupt_and_resume(problem, settings, checkpoint, *, at, full):
+    """Run ``settings`` until a KeyboardInterrupt at iteration ``at``, resume from ``checkpoint``, and check the final
+    parameters equal those of the uninterrupted run ``full``."""
+
+    def interrupt(it, losses):
+        if it == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_population(problem, settings, checkpoint=checkpoint, progress=False, callback=interrupt)
+    resumed = fit_population(problem, settings, checkpoint=checkpoint, resume=True, progress=False)
+    for a, b in zip(full.u, resumed.u, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    return resumed
+
+
 def test_resume_is_exact(tmp_path):
     problem = _li_problem()
     settings = FitSettings(population=5, iterations=20, checkpoint_every=5, seed=7)
     full = fit_population(problem, settings, checkpoint=tmp_path / "a.npz", progress=False)
 
-    def interrupt(it, losses):
-        if it == 12:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_population(problem, settings, checkpoint=tmp_path / "b.npz", progress=False, callback=interrupt)
-    resumed = fit_population(problem, settings, checkpoint=tmp_path / "b.npz", resume=True, progress=False)
+    resumed = _interrupt_and_resume(problem, settings, tmp_path / "b.npz", at=12, full=full)
     assert resumed.resumed_from == 10
-    for a, b in zip(full.u, resumed.u, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     np.testing.assert_array_equal(full.train_history, resumed.train_history)
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
     # a checkpoint of other settings is refused with a clear message
@@ -236,13 +244,5 @@ def test_restarts_redraw_stalled_members_and_resume_exactly(tmp_path):
     changed = np.abs(np.diff(full.train_history, axis=0)) > 0
     assert changed[3].all() and changed[7].all() and not changed[[0, 1, 2, 4, 5, 6, 8]].any()
 
-    def interrupt(it, losses):
-        if it == 5:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        fit_population(problem, settings, checkpoint=tmp_path / "b.npz", progress=False, callback=interrupt)
-    resumed = fit_population(problem, settings, checkpoint=tmp_path / "b.npz", resume=True, progress=False)
+    resumed = _interrupt_and_resume(problem, settings, tmp_path / "b.npz", at=5, full=full)
     assert resumed.resumed_from == 4 and resumed.restarts.tolist() == [2, 2, 2]
-    for a, b in zip(full.u, resumed.u, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
