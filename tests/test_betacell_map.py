@@ -29,11 +29,13 @@ from neurosurrogate.analysis.fixed_points import (
 )
 from neurosurrogate.data.betacell import (
     MapDataConfig,
+    fixed_point_separation,
     load_map_dataset,
     make_map_dataset,
     pairs_arrays,
     save_map_dataset,
 )
+from neurosurrogate.models.betacell import BetaCell, fixed_point
 from neurosurrogate.surrogates.recurrent_map import (
     RecurrentMap,
     increment_mse,
@@ -55,7 +57,9 @@ def _random_map(key=0, **kw):
     return net.with_standardisation([-50.0, 0.01, 0.18], [10.0, 0.02, 0.005], [-35.0], [3.0])
 
 
-@pytest.mark.parametrize("acts", [("tanh", "tanh"), ("sigmoid", "softplus")])
+@pytest.mark.parametrize(
+    "acts", [("tanh", "tanh"), ("sigmoid", "softplus"), ("tanh,sigmoid,identity", ("softplus", "tanh", "identity"))]
+)
 def test_eq18_jacobian_matches_autodiff(x64, acts):
     net = _random_map(f=acts[0], g=acts[1])
     for k in range(4):
@@ -175,6 +179,37 @@ def test_iterate_map_vmaps_and_rejects_bad_input():
         net.with_standardisation([0.0, 0.0], [1.0, 1.0], [0.0], [1.0])
     with pytest.raises(ValueError, match="activation"):
         RecurrentMap.init(jax.random.PRNGKey(0), f="swish")
+    with pytest.raises(ValueError, match="one per variable"):
+        RecurrentMap.init(jax.random.PRNGKey(0), f="tanh,identity")
+
+
+def test_per_variable_activations(x64, tmp_path):
+    """f and g may differ per subnetwork (the paper allows it): with f = identity for S the S-subnetwork is affine in
+    S (second difference 0) while the tanh subnetworks are not; the activations survive save/load."""
+    from neurosurrogate.surrogates.recurrent_map import load_map, save_map
+
+    net = _random_map(key=2, f="tanh,tanh,identity")
+    assert net.f == ("tanh", "tanh", "identity") and net.g == "tanh"
+    assert _random_map(key=2, f="tanh,tanh,tanh").f == "tanh"  # one name when all agree
+    q = jnp.zeros(1)
+    z = jnp.array([0.3, -0.2, 0.0])
+    e = jnp.array([0.0, 0.0, 1.5])
+    second = net.increment_standardised(z + e, q) - 2 * net.increment_standardised(z, q) + net.increment_standardised(
+        z - e, q
+    )
+    assert abs(float(second[2])) < 1e-12  # affine in its own variable
+    e0 = jnp.array([1.5, 0.0, 0.0])
+    second0 = (
+        net.increment_standardised(z + e0, q)
+        - 2 * net.increment_standardised(z, q)
+        + net.increment_standardised(z - e0, q)
+    )
+    assert abs(float(second0[0])) > 1e-4  # tanh: curved in V
+    save_map(tmp_path / "m.eqx", net)
+    back = load_map(tmp_path / "m.eqx")
+    assert back.f == net.f
+    u = jnp.array([-45.0, 0.02, 0.19])
+    np.testing.assert_allclose(back(u, jnp.array([-35.0])), net(u, jnp.array([-35.0])), rtol=1e-12)
 
 
 def test_dataset_and_quick_training(tmp_path):
@@ -192,6 +227,16 @@ def test_dataset_and_quick_training(tmp_path):
     _, _, du = pairs_arrays(ds2, target="increment")
     np.testing.assert_allclose(du, v - u, atol=1e-6)
     assert float(jnp.std(du[:, 2])) < 0.05 * float(jnp.std(du[:, 0]))  # S moves slowly
+    # Fig. 6 check against brute force: distance from each chunk's ODE fixed point to its points
+    sep = fixed_point_separation(ds2)
+    assert np.all(np.diff(sep["V_S"]) >= 0) and sep["V_S"].shape == (6,)
+    c = int(np.argmin(ds2["V_S"].values))
+    with jax.enable_x64(True):
+        u_star = np.asarray(fixed_point(BetaCell.original(), float(ds2["V_S"].values[c])))
+    pts = ds2["u"].values[ds2["chunk"].values == c] * ds2["s_u"].values + ds2["m_u"].values
+    assert sep["min_distance"][0] == pytest.approx(np.linalg.norm(pts - u_star, axis=1).min(), rel=1e-5)
+    assert sep["S_star"][0] == pytest.approx(u_star[2], rel=1e-9)
+    assert np.all(sep["min_distance"] > 1e-3)  # the fixed point is never in the data
     net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
     net = net.with_standardisation(ds2["m_u"].values, ds2["s_u"].values, ds2["m_p"].values, ds2["s_p"].values)
     n_tr = int(0.9 * p.shape[0])
@@ -285,10 +330,13 @@ def test_reproduction_smoke_modified(tmp_path):
         "fixed_point_distance",
         "eigenvalues",
         "fixed_point_stability",
+        "data_separation",
     ):
         assert (run / "figures" / f"{fig}.png").exists(), fig
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["system"] == "modified" and "stable_interval_ode" in saved
+    # the fixed point is never in the data (chunks start far from it and settle on the oscillating attractor)
+    assert saved["data_separation"]["min_distance_to_fixed_point"] > 1e-3
     # the ODE's stable interval of the modified system contains V_S = -36 (seed 003, Sec. 2)
     lo, hi = metrics["stable_interval_ode"]
     assert lo == pytest.approx(-37.05, abs=0.05) and hi == pytest.approx(-34.98, abs=0.05)
@@ -301,4 +349,10 @@ def test_cli_rejects_bad_dt(tmp_path):
     res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--dt", "0.01", "--out", str(out)])
     assert res.exit_code == 2
     assert "dt=0.01" in res.output
+    assert not out.exists()
+    bad_f = CliRunner().invoke(
+        app, ["reproduce", "betacell-map", "--quick", "--f", "tanh,relu,tanh", "--out", str(out)]
+    )
+    assert bad_f.exit_code == 2
+    assert "relu" in bad_f.output and "choose one of" in bad_f.output
     assert not out.exists()

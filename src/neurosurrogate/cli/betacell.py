@@ -46,6 +46,17 @@ def betacell_map_command(
             "gives better fixed points and eigenvalues (docs/betacell.md)"
         ),
     ] = 0.0,
+    f: Annotated[
+        str,
+        typer.Option(
+            "--f",
+            help="activation f of eq. 14: one name for all subnetworks or one per variable V,n,S "
+            "(tanh, sigmoid, softplus, identity), e.g. 'tanh,tanh,identity'",
+        ),
+    ] = "tanh",
+    g: Annotated[
+        str, typer.Option("--g", help="activation g of eq. 13 (same forms as --f), e.g. 'identity'")
+    ] = "tanh",
     resume: Annotated[
         bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
     ] = False,
@@ -55,7 +66,7 @@ def betacell_map_command(
     diagrams with the ODE; writes figures, metrics.json and report.html into OUT."""
     from ..experiments.betacell_map import BetaCellMapConfig, run_betacell_map
 
-    overrides: dict = {"system": system, "seed": seed, "loss": loss, "weight_decay": weight_decay}
+    overrides: dict = {"system": system, "seed": seed, "loss": loss, "weight_decay": weight_decay, "f": f, "g": g}
     if dt:
         overrides["dts"] = tuple(dt)
     if epochs is not None:

@@ -34,14 +34,30 @@ from ..analysis.bifurcation import (
     two_branch_diagram,
 )
 from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalues_from_map
-from ..data.betacell import ALLOWED_DT, MapDataConfig, make_map_dataset, pairs_arrays, save_map_dataset
+from ..data.betacell import (
+    ALLOWED_DT,
+    MapDataConfig,
+    fixed_point_separation,
+    load_map_dataset,
+    make_map_dataset,
+    pairs_arrays,
+    save_map_dataset,
+)
 from ..models.betacell import V_S_RANGE, BetaCell, eigenvalues, fixed_point, solve
 from ..report.html import write_report
-from ..surrogates.recurrent_map import MAP_LOSSES, RecurrentMap, load_map, map_loss, save_map
+from ..surrogates.recurrent_map import MAP_LOSSES, RecurrentMap, activation_names, load_map, map_loss, save_map
 from ..surrogates.training import TrainConfig, train
 from ._run import RunFolder
 
-__all__ = ["BetaCellMapConfig", "fit_map", "load_map", "map_optimiser", "run_betacell_map"]
+__all__ = [
+    "BetaCellMapConfig",
+    "compare_fixed_points",
+    "eigenvalue_errors",
+    "fit_map",
+    "load_map",
+    "map_optimiser",
+    "run_betacell_map",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +68,8 @@ class BetaCellMapConfig:
         system: ``"original"`` or ``"modified"``.
         dts: map time steps, s; the first is the main one (figures), all are used for the eigenvalue figure.
         n_chunks, chunk_time, transient, max_pairs: training data (see ``MapDataConfig``).
-        n_hidden, f, g: network size and activations (eq. 8).
+        n_hidden, f, g: network size and activations (eq. 8); f and g take one name for every subnetwork or one per
+            variable, comma-separated in the order V, n, S (e.g. ``f="tanh,tanh,identity"``: S affine in itself).
         epochs, batch_size, lr, val_fraction: training (Adam with a cosine decay from lr to lr * lr_final_fraction).
         weight_decay: decoupled weight decay of the input weights (see :func:`map_optimiser`); 0 (default) = plain
             Adam. 0.03 prunes input weights the data do not need, which improves the map's extrapolation to its fixed
@@ -103,6 +120,8 @@ class BetaCellMapConfig:
             raise ValueError(f"system={self.system!r}; use 'original' or 'modified'")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay={self.weight_decay}; pass a non-negative value (0 = plain Adam)")
+        for name, spec in (("f", self.f), ("g", self.g)):
+            activation_names(spec, 3, name)
         if self.loss not in MAP_LOSSES:
             raise ValueError(f"loss={self.loss!r}; choose one of {list(MAP_LOSSES)}")
         if not self.dts:
@@ -300,7 +319,10 @@ def _map_linearisation(net, us, vs, dt: float):
     return mu, jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))
 
 
-def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.ndarray):
+def compare_fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.ndarray):
+    """The ODE's fixed points and eigenvalues on ``v_grid`` and, for each map (keyed by its dt), the map's fixed point
+    nearest the ODE's (Newton with eq. 18 from the ODE's point and by continuation), convergence flags, the ODE
+    eigenvalues mu = ln(lambda)/dt of the map and the largest |eq. 18 - autodiff| Jacobian difference."""
     with jax.enable_x64(True):
         u_ode = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_grid)))
         mu_ode = np.asarray(
@@ -334,7 +356,8 @@ def _fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.n
     return out
 
 
-def _eig_errors(v_grid, mu_ode, mu_map, v_max):
+def eigenvalue_errors(v_grid, mu_ode, mu_map, v_max):
+    """max over V_S <= v_max of |Re mu_map - Re mu_ODE| / |Re mu_ODE|, per eigenvalue (sorted by real part)."""
     sel = v_grid <= v_max
     rel = np.abs(mu_map[sel].real - mu_ode[sel].real) / np.maximum(np.abs(mu_ode[sel].real), 1e-12)
     return rel.max(axis=0)  # per eigenvalue (sorted by decreasing real part)
@@ -409,6 +432,26 @@ def _fig_fp_distance(path, v_grid, dist: dict[float, np.ndarray]):
     ax.set_xlabel("V_S (mV)")
     ax.set_ylabel("|u*_map - u*_ODE|")
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fig_data_separation(path, sep: dict[str, np.ndarray]):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    axes[0].semilogy(sep["V_S"], sep["min_distance"], "ko", ms=3)
+    axes[0].axhline(1e-2, color="grey", ls=":", label="1e-2")
+    axes[0].set_xlabel("V_S (mV) of the chunk")
+    axes[0].set_ylabel("min |u_data - u*_ODE|")
+    axes[0].set_title("distance from the fixed point to the training data (Fig. 6b/c)")
+    axes[0].legend()
+    axes[1].vlines(sep["V_S"], sep["S_min"], sep["S_max"], color="k", lw=1.5, label="S range of the chunk")
+    axes[1].plot(sep["V_S"], sep["S_star"], "r.-", label="S of the ODE's fixed point")
+    axes[1].set_xlabel("V_S (mV)")
+    axes[1].set_ylabel("S")
+    axes[1].set_title("the fixed point's S against the data's")
+    axes[1].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -530,9 +573,26 @@ def run_betacell_map(
         )
     )
 
+    # where the fixed point lies relative to the training data (Fig. 6b/c): never in it, and beyond its S range
+    pairs_path = run.path / f"pairs_dt{dt:g}.zarr"
+    if pairs_path.exists():
+        sep = fixed_point_separation(load_map_dataset(pairs_path))
+        metrics["data_separation"] = {
+            "min_distance_to_fixed_point": float(sep["min_distance"].min()),
+            "max_fixed_point_S_standardised": float(sep["S_star_standardised"].max()),
+            "data_S_range": [float(sep["S_min"].min()), float(sep["S_max"].max())],
+        }
+        _fig_data_separation(run.figure("data_separation"), sep)
+        figures.append(
+            (
+                "Training data vs the ODE's fixed point: smallest distance per chunk (Fig. 6b/c) and S ranges",
+                run.figure("data_separation"),
+            )
+        )
+
     # fixed points and eigenvalues (Fig. 10-12)
     v_grid = np.linspace(*V_S_RANGE, cfg.n_fp)
-    fps = _fixed_points(model, nets, v_grid)
+    fps = compare_fixed_points(model, nets, v_grid)
     dist = {d: np.linalg.norm(m["u"] - fps["u_ode"], axis=1) for d, m in fps["maps"].items()}
     _fig_fp_distance(run.figure("fixed_point_distance"), v_grid, dist)
     figures.append(("Distance between map and ODE fixed points (Fig. 10)", run.figure("fixed_point_distance")))
@@ -545,7 +605,7 @@ def run_betacell_map(
             "median_distance": float(np.median(dist[d])),
             "all_converged": bool(fps["maps"][d]["converged"].all()),
             "eq18_vs_autodiff_max_abs": fps["maps"][d]["jac_err"],
-            "eig_rel_err_left_half": _eig_errors(v_grid, fps["mu_ode"], fps["maps"][d]["mu"], left).tolist(),
+            "eig_rel_err_left_half": eigenvalue_errors(v_grid, fps["mu_ode"], fps["maps"][d]["mu"], left).tolist(),
         }
         for d in nets
     }

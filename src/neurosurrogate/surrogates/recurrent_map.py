@@ -28,6 +28,8 @@ from jaxtyping import Array, Float
 __all__ = [
     "ACTIVATIONS",
     "MAP_LOSSES",
+    "activation_names",
+    "activation_spec",
     "RecurrentMap",
     "increment_mse",
     "increment_weights",
@@ -52,6 +54,38 @@ def _activation(name: str, arg: str):
     return ACTIVATIONS[name]
 
 
+Activation = str | tuple[str, ...]
+
+
+def activation_names(spec: Activation, n_state: int, arg: str) -> tuple[str, ...]:
+    """One activation name per subnetwork from ``spec``: a name for all, or one name per variable (a tuple, or a
+    comma-separated string such as ``"tanh,tanh,identity"``); the paper allows a different f and g per subsystem."""
+    names = tuple(x.strip() for x in spec.split(",")) if isinstance(spec, str) else tuple(spec)
+    if len(names) == 1:
+        names = names * n_state
+    if len(names) != n_state:
+        raise ValueError(
+            f"{arg}={spec!r} names {len(names)} activations for {n_state} state variables; pass one name for all "
+            f"or one per variable, e.g. {','.join(['tanh'] * n_state)!r}"
+        )
+    for name in names:
+        _activation(name, arg)
+    return names
+
+
+def activation_spec(names: tuple[str, ...]) -> Activation:
+    """The compact form of per-variable activation names: one name if all agree, else the tuple."""
+    return names[0] if len(set(names)) == 1 else tuple(names)
+
+
+def _apply_rows(spec: Activation, x, derivative: bool = False):
+    """Apply the activation(s) ``spec`` row-wise to x (D_u, N_h): row i gets subnetwork i's function."""
+    k = 1 if derivative else 0
+    if isinstance(spec, str):
+        return ACTIVATIONS[spec][k](x)
+    return jnp.stack([ACTIVATIONS[name][k](x[i]) for i, name in enumerate(spec)])
+
+
 class RecurrentMap(eqx.Module):
     """Recurrent map u(t + dt) = F(u(t), p) built from one subnetwork per state variable (seed 003, eq. 8).
 
@@ -65,7 +99,8 @@ class RecurrentMap(eqx.Module):
         gamma: (D_u,) output biases (eq. 15).
         m_u, s_u: (D_u,) mean and standard deviation of the states (eq. 10), physical units.
         m_p, s_p: (D_p,) mean and standard deviation of the parameters (eq. 10).
-        f, g: names of the activations of eq. 14 and eq. 13 (static).
+        f, g: activations of eq. 14 and eq. 13 (static): one name for every subnetwork, or a tuple with one name per
+            state variable (``ACTIVATIONS``).
     """
 
     a: Float[Array, "u h"]
@@ -79,8 +114,8 @@ class RecurrentMap(eqx.Module):
     s_u: Float[Array, " u"]
     m_p: Float[Array, " p"]
     s_p: Float[Array, " p"]
-    f: str = eqx.field(static=True, default="tanh")
-    g: str = eqx.field(static=True, default="tanh")
+    f: Activation = eqx.field(static=True, default="tanh")
+    g: Activation = eqx.field(static=True, default="tanh")
 
     @classmethod
     def init(
@@ -90,8 +125,8 @@ class RecurrentMap(eqx.Module):
         n_state: int = 3,
         n_param: int = 1,
         n_hidden: int = 100,
-        f: str = "tanh",
-        g: str = "tanh",
+        f: Activation = "tanh",
+        g: Activation = "tanh",
         out_scale: float = 1e-2,
     ) -> RecurrentMap:
         """Random weights (Glorot-normal inputs, small outputs so that the map starts near the identity).
@@ -101,7 +136,9 @@ class RecurrentMap(eqx.Module):
             n_state: D_u, number of state variables (>= 2).
             n_param: D_p, number of control parameters (>= 1).
             n_hidden: N_h, hidden units per subnetwork.
-            f, g: activation names of eq. 14 and eq. 13 (see ``ACTIVATIONS``).
+            f, g: activations of eq. 14 and eq. 13 (see ``ACTIVATIONS``): one name for all subnetworks, or one per
+                state variable as a tuple or comma-separated string, e.g. ``f="tanh,tanh,identity"`` (the paper
+                allows a different f and g per subsystem).
             out_scale: standard deviation of the output weights b.
         """
         if n_state < 2 or n_param < 1 or n_hidden < 1:
@@ -109,8 +146,8 @@ class RecurrentMap(eqx.Module):
                 f"n_state={n_state}, n_param={n_param}, n_hidden={n_hidden}; need n_state >= 2, n_param >= 1, "
                 "n_hidden >= 1"
             )
-        _activation(f, "f")
-        _activation(g, "g")
+        f = activation_spec(activation_names(f, n_state, "f"))
+        g = activation_spec(activation_names(g, n_state, "g"))
         k = jax.random.split(key, 5)
         du, dp, nh = n_state, n_param, n_hidden
         glorot_in = (2.0 / (du - 1 + dp + nh)) ** 0.5
@@ -175,11 +212,10 @@ class RecurrentMap(eqx.Module):
 
     def _pre(self, z, q):
         """y_i (pre-activation of eq. 13) and z_i (pre-activation of eq. 14), each (D_u, N_h)."""
-        g, _ = ACTIVATIONS[self.g]
         y = (
             jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta
         )  # eq. 13 / eq. 18 y_i
-        zz = z[:, None] * self.a + self.alpha + g(y)  # eq. 14 / eq. 18 z_i
+        zz = z[:, None] * self.a + self.alpha + _apply_rows(self.g, y)  # eq. 14 / eq. 18 z_i
         return y, zz
 
     def increment_standardised(self, z: Float[Array, " u"], q: Float[Array, " p"]) -> Float[Array, " u"]:
@@ -188,9 +224,8 @@ class RecurrentMap(eqx.Module):
         Computed directly, not as ``step - z``: for the slow variable it is ~1e-4 of the state's range and the
         difference of two float32 states would keep only three or four of its digits.
         """
-        f, _ = ACTIVATIONS[self.f]
         _, zz = self._pre(z, q)
-        return jnp.sum(f(zz) * self.b, axis=-1) + self.gamma  # eq. 15
+        return jnp.sum(_apply_rows(self.f, zz) * self.b, axis=-1) + self.gamma  # eq. 15
 
     def step_standardised(self, z: Float[Array, " u"], q: Float[Array, " p"]) -> Float[Array, " u"]:
         """One step of eq. 8 in standardised units: z = standardised state (D_u,), q = standardised parameters."""
@@ -204,14 +239,12 @@ class RecurrentMap(eqx.Module):
 
     def jacobian_standardised(self, z, q) -> Float[Array, "u u"]:
         """Closed-form Jacobian of eq. 18 in standardised units (rows: outputs i, columns: inputs j)."""
-        _, fp = ACTIVATIONS[self.f]
-        _, gp = ACTIVATIONS[self.g]
         y, zz = self._pre(z, q)
-        w = fp(zz) * self.b  # Diag f'(z_i) b_i, (D_u, N_h)
+        w = _apply_rows(self.f, zz, derivative=True) * self.b  # Diag f'(z_i) b_i, (D_u, N_h)
         diag = 1.0 + jnp.sum(self.a * w, axis=-1)  # j_ii = 1 + a_i Diag f'(z_i) b_i
         # j_ij = Row(A_i, j) Diag g'(y_i) Diag f'(z_i) b_i; A'_i lacks row i
         off = jnp.einsum(
-            "ijh,ih->ij", self.A, gp(y) * w
+            "ijh,ih->ij", self.A, _apply_rows(self.g, y, derivative=True) * w
         )  # (D_u, D_u - 1), column k <-> variable others[i, k]
         d = self.n_state
         J = jnp.diag(diag)
@@ -319,8 +352,8 @@ def load_map(path) -> RecurrentMap:
             n_state=header["n_state"],
             n_param=header["n_param"],
             n_hidden=header["n_hidden"],
-            f=header["f"],
-            g=header["g"],
+            f=tuple(header["f"]) if isinstance(header["f"], list) else header["f"],
+            g=tuple(header["g"]) if isinstance(header["g"], list) else header["g"],
         )
         try:
             return eqx.tree_deserialise_leaves(fh, template)
