@@ -30,6 +30,7 @@ from .store import load_dataset, save_dataset
 __all__ = [
     "ALLOWED_DT",
     "MapDataConfig",
+    "fixed_point_separation",
     "load_map_dataset",
     "make_map_dataset",
     "pairs_arrays",
@@ -60,6 +61,9 @@ class MapDataConfig:
         rtol: tolerance of the reference solve.
         batch: chunks solved together (vmapped).
         max_pairs: keep a random subset of this many pairs (consecutive pairs are nearly redundant); None keeps all.
+        start_cube: ((V_lo, V_hi), (n_lo, n_hi), (S_lo, S_hi)), the box of random initial states (default: the
+            paper's cube of Sec. 2). With a short ``transient`` the chunks keep part of S's slow relaxation from its
+            start value (tau_S = 35 s), so the S range of the start box widens the S range of the data.
     """
 
     system: Literal["original", "modified"] = "original"
@@ -73,6 +77,7 @@ class MapDataConfig:
     rtol: float = 1e-8
     batch: int = 20
     max_pairs: int | None = None
+    start_cube: tuple[tuple[float, float], ...] = START_CUBE
 
     def __post_init__(self):
         if not any(abs(self.dt - d) < 1e-12 for d in ALLOWED_DT):
@@ -87,6 +92,10 @@ class MapDataConfig:
         lo, hi = self.v_s_range
         if not lo < hi:
             raise ValueError(f"v_s_range={self.v_s_range}; pass (low, high) with low < high, e.g. (-40, -30)")
+        if len(self.start_cube) != 3 or any(len(r) != 2 or not r[0] < r[1] for r in self.start_cube):
+            raise ValueError(
+                f"start_cube={self.start_cube}; pass three (low, high) ranges for V, n, S, e.g. {START_CUBE}"
+            )
 
 
 def _scaled_distance(u, u_star):
@@ -127,8 +136,8 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
                     )
                 nb = config.batch
                 v_s = rng.uniform(*config.v_s_range, size=nb)
-                lo = np.array([c[0] for c in START_CUBE])
-                hi = np.array([c[1] for c in START_CUBE])
+                lo = np.array([c[0] for c in config.start_cube])
+                hi = np.array([c[1] for c in config.start_cube])
                 u0 = lo + (hi - lo) * rng.uniform(size=(nb, 3))
                 far = (
                     np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
@@ -191,6 +200,7 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
             "chunk_time": config.chunk_time,
             "seed": config.seed,
             "max_pairs": config.max_pairs or -1,
+            "start_cube": [list(r) for r in config.start_cube],
             "v_s_range": list(config.v_s_range),
             "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},
             "description": "standardised (p, u(t), u(t+dt)) pairs of the beta-cell ODE (seed 003 eq. 10)",
@@ -232,3 +242,34 @@ def pairs_arrays(ds: xr.Dataset, *, target: Literal["state", "increment"] = "sta
     else:
         du = ds["v"].values.astype(np.float64) - ds["u"].values.astype(np.float64)
     return p, u, jnp.asarray(du, dtype=jnp.float32)
+
+
+def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """How far the training data stay from the ODE's fixed point (seed 003 Fig. 6b,c), per chunk.
+
+    Returns arrays over the chunks, sorted by V_S: ``V_S``; ``min_distance``, the smallest Euclidean distance in
+    physical units (V mV, n, S) from the chunk's fixed point to the chunk's stored points (a subset of the chunk when
+    the store keeps ``max_pairs``); ``S_min``, ``S_max``, the chunk's range of S; ``S_star``, the fixed point's S and
+    ``S_star_standardised``, the same in the data's standardised units (eq. 10).
+    """
+    model = BetaCell.from_name(ds.attrs["system"])
+    m_u, s_u = ds["m_u"].values, ds["s_u"].values
+    u = ds["u"].values.astype(np.float64) * s_u + m_u
+    chunk = ds["chunk"].values
+    v_s = ds["V_S"].values.astype(np.float64)
+    with jax.enable_x64(True):
+        u_star = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_s)))
+    keep = [c for c in range(len(v_s)) if np.any(chunk == c)]
+    dist = np.array([np.linalg.norm(u[chunk == c] - u_star[c], axis=1).min() for c in keep])
+    s_min = np.array([u[chunk == c, 2].min() for c in keep])
+    s_max = np.array([u[chunk == c, 2].max() for c in keep])
+    order = np.argsort(v_s[keep])
+    keep_arr = np.asarray(keep)[order]
+    return {
+        "V_S": v_s[keep_arr],
+        "min_distance": dist[order],
+        "S_min": s_min[order],
+        "S_max": s_max[order],
+        "S_star": u_star[keep_arr, 2],
+        "S_star_standardised": (u_star[keep_arr, 2] - m_u[2]) / s_u[2],
+    }
