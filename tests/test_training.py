@@ -69,3 +69,31 @@ def test_bad_input():
         TrainConfig(val_fraction=1.5)
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_population_trains_each_member_as_alone():
+    """A population trained with population_loss follows, member by member, the path of each model trained alone
+    (same batches, Adam per parameter), so several seeds can be trained at once."""
+    import equinox as eqx
+
+    from neurosurrogate.surrogates.recurrent_map import RecurrentMap, standardised_mse
+    from neurosurrogate.surrogates.training import population_loss, population_member
+
+    k = jax.random.split(jax.random.PRNGKey(4), 3)
+    q = jax.random.normal(k[0], (300, 1))
+    z = jax.random.normal(k[1], (300, 3))
+    zn = z + 0.1 * jnp.tanh(z[:, ::-1]) + 0.05 * q
+    init = lambda key: RecurrentMap.init(key, n_hidden=8)
+    seeds = [3, 7]
+    pop = eqx.filter_vmap(init)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    cfg = TrainConfig(epochs=4, batch_size=64, val_fraction=0.0, seed=1)
+    opt = optax.adamw(optax.cosine_decay_schedule(1e-2, 16), weight_decay=0.01)
+    res_pop = train(pop, population_loss(standardised_mse), (q, z, zn), opt, cfg)
+    for i, s in enumerate(seeds):
+        # last_model: the best-epoch choice is made on the summed loss, so compare the final parameters
+        alone = train(init(jax.random.PRNGKey(s)), standardised_mse, (q, z, zn), opt, cfg).last_model
+        member = population_member(res_pop.last_model, i)
+        for a, b in zip(jax.tree_util.tree_leaves(member), jax.tree_util.tree_leaves(alone), strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+        moved = jax.tree_util.tree_leaves(init(jax.random.PRNGKey(s)))[0]
+        assert float(jnp.abs(jax.tree_util.tree_leaves(member)[0] - moved).max()) > 1e-3  # training did move it
