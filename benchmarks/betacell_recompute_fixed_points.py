@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from neurosurrogate.analysis.bifurcation import stable_interval
-from neurosurrogate.experiments.betacell_map import _eig_errors, _fig_eigs, _fig_fp_distance, _fixed_points
+from neurosurrogate.experiments.betacell_map import _fig_eigs, _fig_fp_distance, compare_fixed_points, eigenvalue_errors
 from neurosurrogate.models.betacell import BetaCell
 from neurosurrogate.surrogates.recurrent_map import load_map
 
@@ -21,7 +21,7 @@ system = sys.argv[2]
 dts = [float(x) for x in sys.argv[3:]]
 nets = {dt: load_map(run / f"map_dt{dt:g}.eqx") for dt in dts}
 v = np.linspace(-40, -30, 101)
-fps = _fixed_points(BetaCell.from_name(system), nets, v)
+fps = compare_fixed_points(BetaCell.from_name(system), nets, v)
 out = {}
 for dt, m in fps["maps"].items():
     d = np.linalg.norm(m["u"] - fps["u_ode"], axis=1)
@@ -30,9 +30,9 @@ for dt, m in fps["maps"].items():
         "median_distance": float(np.median(d)),
         "all_converged": bool(m["converged"].all()),
         "eq18_vs_autodiff_max_abs": m["jac_err"],
-        "eig_rel_err_left_half": _eig_errors(v, fps["mu_ode"], m["mu"], -35.0).tolist(),
+        "eig_rel_err_left_half": eigenvalue_errors(v, fps["mu_ode"], m["mu"], -35.0).tolist(),
         "eig_rel_err_mu1_mu3_left_half": [
-            float(x) for x in _eig_errors(v, fps["mu_ode"], m["mu"], -35.0)[[0, 2]]
+            float(x) for x in eigenvalue_errors(v, fps["mu_ode"], m["mu"], -35.0)[[0, 2]]
         ],
         "distance_at": {f"{x:g}": float(y) for x, y in zip(v[::10], d[::10], strict=True)},
     }
