@@ -1,0 +1,57 @@
+"""How accurate a recurrent map must be at the ODE's fixed point for its own fixed point to land within a distance.
+
+    PYTHONPATH=src python benchmarks/betacell_fixed_point_sensitivity.py [--system original] [--dt 0.005]
+        [--target 1e-2] [--map runs/betacell-map-original/map_dt0.005.eqx]
+
+The exact flow map over dt has the increment Jacobian M = expm(J dt) - I at the ODE's fixed point u* (J: the ODE's
+Jacobian). A map whose increment at u* is off by e moves its fixed point by about -M^-1 e (first order), so the
+largest error in variable k that keeps the shift within ``--target`` is target / |column k of M^-1|. The script prints
+these bounds per V_S (physical units per step: V in mV, n, S) and, with ``--map``, the map's actual increment errors at
+u* and the first-order shift they cause. The slow eigenvalue mu_2 ~ 0.09 1/s makes M nearly singular: M^-1 amplifies
+errors about 1 / (mu_2 dt) ~ 2000-fold along the slow direction.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+from neurosurrogate.models.betacell import BetaCell, fixed_point, jacobian
+from neurosurrogate.surrogates.recurrent_map import load_map
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--system", default="original")
+    ap.add_argument("--dt", type=float, default=0.005)
+    ap.add_argument("--target", type=float, default=1e-2)
+    ap.add_argument("--map", default=None, help="a map written by save_map (optional)")
+    args = ap.parse_args()
+    model = BetaCell.from_name(args.system)
+    net = load_map(args.map) if args.map else None
+    header = f"{'V_S':>6} | bound on the error per step: {'V (mV)':>9} {'n':>9} {'S':>9}"
+    if net is not None:
+        header += f" | map's error at u*: {'V (mV)':>9} {'n':>9} {'S':>9} | first-order shift"
+    print(header)
+    for vs in np.linspace(-40.0, -30.0, 11):
+        with jax.enable_x64(True):
+            u = np.asarray(fixed_point(model, vs))
+            J = np.asarray(jacobian(model, jnp.asarray(u), vs))
+        Minv = np.linalg.inv(scipy.linalg.expm(J * args.dt) - np.eye(3))
+        bound = args.target / np.linalg.norm(Minv, axis=0)
+        line = f"{vs:6.1f} | {'':29s}{bound[0]:9.2e} {bound[1]:9.2e} {bound[2]:9.2e}"
+        if net is not None:
+            z = (u - np.asarray(net.m_u)) / np.asarray(net.s_u)
+            q = (np.array([vs]) - np.asarray(net.m_p)) / np.asarray(net.s_p)
+            inc = np.asarray(net.increment_standardised(jnp.asarray(z, jnp.float32), jnp.asarray(q, jnp.float32)))
+            err = inc.astype(np.float64) * np.asarray(net.s_u)  # the true increment at u* is 0
+            line += f" | {'':19s}{err[0]:9.2e} {err[1]:9.2e} {err[2]:9.2e} | {np.linalg.norm(Minv @ err):9.2e}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
