@@ -47,6 +47,7 @@ from neurosurrogate.experiments.betacell_map import (
     compare_fixed_points,
     eigenvalue_errors,
     map_optimiser,
+    ode_fixed_points,
 )
 from neurosurrogate.models.betacell import BetaCell
 from neurosurrogate.surrogates.recurrent_map import RecurrentMap, standardised_mse
@@ -77,12 +78,11 @@ def _stacked_maps(seeds, cfg: BetaCellMapConfig, ds):
     return eqx.filter_vmap(init)(keys)
 
 
-def _score(system: str, nets: list, v_grid: np.ndarray, dt: float) -> dict:
-    model = BetaCell.from_name(system)
+def _score(model: BetaCell, ode, nets: list, v_grid: np.ndarray, dt: float) -> dict:
     out = {"dmax": [], "dmed": [], "dmax_left": [], "eig_left": [], "converged": [], "distance": []}
     left = v_grid <= -35.0
     for net in nets:
-        fps = compare_fixed_points(model, {dt: net}, v_grid)
+        fps = compare_fixed_points(model, {dt: net}, v_grid, ode=ode)
         m = fps["maps"][dt]
         d = np.linalg.norm(m["u"] - fps["u_ode"], axis=1)
         out["dmax"].append(float(d.max()))
@@ -94,12 +94,8 @@ def _score(system: str, nets: list, v_grid: np.ndarray, dt: float) -> dict:
     return out
 
 
-def _score_ensemble(system: str, stacked, v_grid: np.ndarray) -> dict:
+def _score_ensemble(u_ode: np.ndarray, stacked, v_grid: np.ndarray) -> dict:
     """Fixed points of the mean map (1/K sum of the members' steps), Newton with autodiff from the ODE's point."""
-    with jax.enable_x64(True):
-        from neurosurrogate.models.betacell import fixed_point
-
-        u_ode = np.asarray(jax.vmap(lambda p: fixed_point(BetaCell.from_name(system), p))(jnp.asarray(v_grid)))
     mean_map = lambda u, p: jnp.mean(eqx.filter_vmap(lambda m: m(u, p))(stacked), axis=0)
     solve = eqx.filter_jit(
         jax.vmap(lambda v, u0: map_fixed_point(mean_map, v, u0, jacobian="autodiff"), in_axes=(0, 0))
@@ -170,8 +166,10 @@ def main() -> None:
             stacked_cpu = jax.device_put(res.model, cpu)
             members = [population_member(stacked_cpu, k) for k in range(args.seeds)]
             val = [float(standardised_mse(m, (p[iv], u[iv], v[iv]))) for m in members]
-            scores = _score(cfg.system, members, v_grid, cfg.dts[0])
-            ensemble = _score_ensemble(cfg.system, stacked_cpu, v_grid)
+            model = BetaCell.from_name(cfg.system)
+            ode = ode_fixed_points(model, v_grid)
+            scores = _score(model, ode, members, v_grid, cfg.dts[0])
+            ensemble = _score_ensemble(ode[0], stacked_cpu, v_grid)
         entry = {
             "variant": variant,
             "system": cfg.system,

@@ -259,17 +259,21 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
     v_s = ds["V_S"].values.astype(np.float64)
     with jax.enable_x64(True):
         u_star = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_s)))
-    keep = [c for c in range(len(v_s)) if np.any(chunk == c)]
-    dist = np.array([np.linalg.norm(u[chunk == c] - u_star[c], axis=1).min() for c in keep])
-    s_min = np.array([u[chunk == c, 2].min() for c in keep])
-    s_max = np.array([u[chunk == c, 2].max() for c in keep])
+    keep, dist, s_min, s_max = [], [], [], []
+    for c in range(len(v_s)):
+        pts = u[chunk == c]
+        if len(pts):  # a chunk may have lost all its pairs to the max_pairs subset
+            keep.append(c)
+            dist.append(np.linalg.norm(pts - u_star[c], axis=1).min())
+            s_min.append(pts[:, 2].min())
+            s_max.append(pts[:, 2].max())
     order = np.argsort(v_s[keep])
     keep_arr = np.asarray(keep)[order]
     return {
         "V_S": v_s[keep_arr],
-        "min_distance": dist[order],
-        "S_min": s_min[order],
-        "S_max": s_max[order],
+        "min_distance": np.asarray(dist)[order],
+        "S_min": np.asarray(s_min)[order],
+        "S_max": np.asarray(s_max)[order],
         "S_star": u_star[keep_arr, 2],
         "S_star_standardised": (u_star[keep_arr, 2] - m_u[2]) / s_u[2],
     }

@@ -56,6 +56,7 @@ __all__ = [
     "fit_map",
     "load_map",
     "map_optimiser",
+    "ode_fixed_points",
     "run_betacell_map",
 ]
 
@@ -319,15 +320,29 @@ def _map_linearisation(net, us, vs, dt: float):
     return mu, jnp.max(jnp.abs(net.jacobian(us, p) - jax.jacfwd(net)(us, p)))
 
 
-def compare_fixed_points(model: BetaCell, nets: dict[float, RecurrentMap], v_grid: np.ndarray):
-    """The ODE's fixed points and eigenvalues on ``v_grid`` and, for each map (keyed by its dt), the map's fixed point
-    nearest the ODE's (Newton with eq. 18 from the ODE's point and by continuation), convergence flags, the ODE
-    eigenvalues mu = ln(lambda)/dt of the map and the largest |eq. 18 - autodiff| Jacobian difference."""
+def ode_fixed_points(model: BetaCell, v_grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ODE's fixed points (len(v_grid), 3) and their eigenvalues (len(v_grid), 3), in float64."""
     with jax.enable_x64(True):
         u_ode = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_grid)))
         mu_ode = np.asarray(
             jax.jit(jax.vmap(lambda p, u: eigenvalues(model, p, u=u)))(jnp.asarray(v_grid), jnp.asarray(u_ode))
         )
+    return u_ode, mu_ode
+
+
+def compare_fixed_points(
+    model: BetaCell,
+    nets: dict[float, RecurrentMap],
+    v_grid: np.ndarray,
+    *,
+    ode: tuple[np.ndarray, np.ndarray] | None = None,
+):
+    """The ODE's fixed points and eigenvalues on ``v_grid`` and, for each map (keyed by its dt), the map's fixed point
+    nearest the ODE's (Newton with eq. 18 from the ODE's point and by continuation), convergence flags, the ODE
+    eigenvalues mu = ln(lambda)/dt of the map and the largest |eq. 18 - autodiff| Jacobian difference.
+
+    ``ode``: the result of :func:`ode_fixed_points` for ``model`` and ``v_grid``, when the caller already has it."""
+    u_ode, mu_ode = ode if ode is not None else ode_fixed_points(model, v_grid)
     out = {"u_ode": u_ode, "mu_ode": mu_ode, "maps": {}}
     for dt, net in nets.items():
         u_map, ok, mu_map, jac_err = [], [], [], []
