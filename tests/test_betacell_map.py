@@ -30,17 +30,19 @@ from neurosurrogate.analysis.fixed_points import (
 from neurosurrogate.data.betacell import (
     MapDataConfig,
     fixed_point_separation,
+    flow_derivatives,
     load_map_dataset,
     make_map_dataset,
     pairs_arrays,
     save_map_dataset,
 )
-from neurosurrogate.models.betacell import BetaCell, fixed_point
+from neurosurrogate.models.betacell import BetaCell, fixed_point, flow_step
 from neurosurrogate.surrogates.recurrent_map import (
     RecurrentMap,
     increment_mse,
     increment_weights,
     map_loss,
+    sobolev_mse,
     standardised_mse,
 )
 from neurosurrogate.surrogates.training import TrainConfig, train
@@ -194,8 +196,10 @@ def test_per_variable_activations(x64, tmp_path):
     q = jnp.zeros(1)
     z = jnp.array([0.3, -0.2, 0.0])
     e = jnp.array([0.0, 0.0, 1.5])
-    second = net.increment_standardised(z + e, q) - 2 * net.increment_standardised(z, q) + net.increment_standardised(
-        z - e, q
+    second = (
+        net.increment_standardised(z + e, q)
+        - 2 * net.increment_standardised(z, q)
+        + net.increment_standardised(z - e, q)
     )
     assert abs(float(second[2])) < 1e-12  # affine in its own variable
     e0 = jnp.array([1.5, 0.0, 0.0])
@@ -212,16 +216,21 @@ def test_per_variable_activations(x64, tmp_path):
     np.testing.assert_allclose(back(u, jnp.array([-35.0])), net(u, jnp.array([-35.0])), rtol=1e-12)
 
 
-def test_dataset_and_quick_training(tmp_path):
-    cfg = MapDataConfig(n_chunks=6, chunk_time=6.0, transient=30.0, batch=6, seed=2)
-    ds = make_map_dataset(cfg)
+@pytest.fixture(scope="module")
+def small_pairs(tmp_path_factory):
+    """Six chunks of 6 s (7200 pairs) of the original system, written and read back."""
+    ds = make_map_dataset(MapDataConfig(n_chunks=6, chunk_time=6.0, transient=30.0, batch=6, seed=2))
+    path = save_map_dataset(ds, tmp_path_factory.mktemp("pairs") / "pairs.zarr")
+    return ds, load_map_dataset(path)
+
+
+def test_dataset_and_quick_training(small_pairs):
+    ds, ds2 = small_pairs
     assert ds.sizes["sample"] == 6 * 1200 and ds.attrs["dt"] == 0.005
     # standardised: zero mean and unit variance of u; the V_S are in range
     np.testing.assert_allclose(ds["u"].values.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(ds["u"].values.std(axis=0), 1.0, atol=1e-4)
     assert ((ds["V_S"].values >= -40) & (ds["V_S"].values <= -30)).all()
-    path = save_map_dataset(ds, tmp_path / "pairs.zarr")
-    ds2 = load_map_dataset(path)
     p, u, v = pairs_arrays(ds2)
     # the stored increment is the float64 one: equal to v - u up to float32 rounding of u and v
     _, _, du = pairs_arrays(ds2, target="increment")
@@ -263,9 +272,7 @@ def test_dataset_and_quick_training(tmp_path):
     u_phys = ds2["u"].values[k] * ds2["s_u"].values + ds2["m_u"].values
     v_phys = ds2["v"].values[k] * ds2["s_u"].values + ds2["m_u"].values
     p_phys = ds2["p"].values[k] * ds2["s_p"].values + ds2["m_p"].values
-    pred = np.asarray(
-        state_model(jnp.asarray(u_phys, dtype=jnp.float32), jnp.asarray(p_phys, dtype=jnp.float32))
-    )
+    pred = np.asarray(state_model(jnp.asarray(u_phys, dtype=jnp.float32), jnp.asarray(p_phys, dtype=jnp.float32)))
     assert abs(pred[0] - v_phys[0]) < 0.5  # mV
     with pytest.raises(ValueError, match="target"):
         pairs_arrays(ds2, target="next")
@@ -291,10 +298,7 @@ def test_bifurcation_helpers():
     prev = x[:500]
     win = _align(x[137:1137], prev, 500, np.array([10.0, 0.01, 0.01]))
     np.testing.assert_allclose(win, prev, atol=1e-9)
-    assert (
-        fraction_to_fixed_point(np.array([[-50.0, 0.0, 0.2], [-20.0, 0.1, 0.2]]), np.array([-50.0, 0.0, 0.2]))
-        == 0.5
-    )
+    assert fraction_to_fixed_point(np.array([[-50.0, 0.0, 0.2], [-20.0, 0.1, 0.2]]), np.array([-50.0, 0.0, 0.2])) == 0.5
 
 
 def test_reproduction_smoke_modified(tmp_path):
@@ -356,3 +360,109 @@ def test_cli_rejects_bad_dt(tmp_path):
     assert bad_f.exit_code == 2
     assert "relu" in bad_f.output and "choose one of" in bad_f.output
     assert not out.exists()
+
+
+def test_flow_derivatives_are_the_standardised_flow_derivatives(small_pairs):
+    """J and H of flow_derivatives: the exact flow's derivatives in the map's standardised inputs/outputs (eq. 10),
+    H consistent with finite differences of J, symmetric in its two input indices."""
+    _, ds = small_pairs
+    sub = ds.isel(sample=slice(0, 400, 40))
+    J, H = flow_derivatives(sub, order=2)
+    assert J.shape == (10, 3, 4) and H.shape == (10, 3, 4, 4)
+    np.testing.assert_allclose(H, np.swapaxes(H, 2, 3), rtol=1e-4, atol=1e-7)
+    s_u, m_u, s_p, m_p = (ds[k].values for k in ("s_u", "m_u", "s_p", "m_p"))
+    model = BetaCell.original()
+    with jax.enable_x64(True):
+        k = 3
+        x = sub["u"].values[k].astype(np.float64) * s_u + m_u
+        vs = float(sub["p"].values[k, 0]) * s_p[0] + m_p[0]
+        Ju, Jp = jax.jacfwd(flow_step, argnums=(1, 2))(model, jnp.asarray(x), vs, 0.005)
+        expected = np.concatenate(
+            [np.asarray(Ju) * s_u[None, :] / s_u[:, None] - np.eye(3), np.asarray(Jp)[:, None] * s_p[0] / s_u[:, None]],
+            axis=1,
+        )
+    np.testing.assert_allclose(J[k], expected, rtol=1e-4, atol=1e-7)
+    # H = dJ/dw by central differences of J (order 1) in each standardised input
+    h = 1e-3
+    for j in range(4):
+        plus, minus = sub.isel(sample=[k]).copy(deep=True), sub.isel(sample=[k]).copy(deep=True)
+        name, col = ("u", j) if j < 3 else ("p", 0)
+        plus[name].values[0, col] += h
+        minus[name].values[0, col] -= h
+        fd = (flow_derivatives(plus)[0][0] - flow_derivatives(minus)[0][0]) / (2 * h)
+        np.testing.assert_allclose(H[k][:, :, j], fd, rtol=2e-2, atol=2e-5 * np.abs(H[k]).max())
+    with pytest.raises(ValueError, match="order=3"):
+        flow_derivatives(sub, order=3)
+
+
+def test_sobolev_loss_formula(x64):
+    """loss='sobolev' = increment loss + c1 |dG/dw - J|^2 + c2 |d2G/dw2 - H|^2 (per-variable weights); zero
+    derivative terms when J, H are the map's own (eq. 18 Jacobian for the state columns)."""
+    net = _random_map(key=7)
+    k = jax.random.split(jax.random.PRNGKey(2), 5)
+    q = jax.random.normal(k[0], (5, 1))
+    z = jax.random.normal(k[1], (5, 3))
+    du = jax.random.normal(k[2], (5, 3)) * jnp.array([0.1, 0.3, 0.005])
+    J = jax.random.normal(k[3], (5, 3, 4))
+    H = jax.random.normal(k[4], (5, 3, 4, 4))
+    w = increment_weights(du)
+    inc_only = float(increment_mse(w)(net, (q, z, du)))
+    np.testing.assert_allclose(float(sobolev_mse(w, 0.0)(net, (q, z, du, J))), inc_only, rtol=1e-12)
+
+    def own(zb, qb):
+        f = lambda x: net.increment_standardised(x[:3], x[3:])  # noqa: E731
+        x = jnp.concatenate([zb, qb])
+        return jax.jacfwd(f)(x), jax.jacfwd(jax.jacfwd(f))(x)
+
+    Jo, Ho = jax.vmap(own)(z, q)
+    # the state columns of the autodiff Jacobian are eq. 18's closed form minus the identity
+    eq18 = jax.vmap(net.jacobian_standardised)(z, q) - jnp.eye(3)
+    np.testing.assert_allclose(Jo[:, :, :3], eq18, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(float(sobolev_mse(w, 2.0, 3.0)(net, (q, z, du, Jo, Ho))), inc_only, rtol=1e-10)
+    expected = inc_only + (
+        2.0 * np.mean(np.asarray(w) * np.sum((np.asarray(Jo) - np.asarray(J)) ** 2, axis=-1))
+        + 3.0 * np.mean(np.asarray(w) * np.sum((np.asarray(Ho) - np.asarray(H)) ** 2, axis=(-2, -1)))
+    )
+    np.testing.assert_allclose(
+        float(map_loss("sobolev", du, jacobian_weight=2.0, hessian_weight=3.0)(net, (q, z, du, J, H))),
+        expected,
+        rtol=1e-10,
+    )
+    with pytest.raises(ValueError, match="needs the Hessians"):
+        sobolev_mse(w, 1.0, 1.0)(net, (q, z, du, J))
+    with pytest.raises(ValueError, match=">= 0"):
+        sobolev_mse(w, -1.0)
+
+
+def test_sobolev_training_learns_the_flow_derivatives(small_pairs):
+    """A short derivative-matching fit: the map's increment Jacobian on held-out pairs is several times closer to the
+    exact flow's than after the same training with the paper's state MSE, and its state MSE is as good."""
+    _, ds = small_pairs
+    p, u, v = pairs_arrays(ds)
+    du = pairs_arrays(ds, target="increment")[2]
+    (J,) = flow_derivatives(ds)
+    J = jnp.asarray(J)
+    net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    n_tr = int(0.9 * p.shape[0])
+    w = np.asarray(increment_weights(du[:n_tr]))
+    out = {}
+    for loss, data in (("state", (p, u, v)), ("sobolev", (p, u, du, J))):
+        res = train(
+            net,
+            map_loss(loss, du[:n_tr]),
+            tuple(x[:n_tr] for x in data),
+            optax.adam(optax.cosine_decay_schedule(3e-3, 30 * 25)),
+            TrainConfig(epochs=30, batch_size=256),
+            val_data=tuple(x[n_tr:] for x in data),
+        )
+        m = res.model
+        inc = jax.vmap(m.increment_standardised)(u[n_tr:], p[n_tr:])
+        f = lambda x, m=m: m.increment_standardised(x[:3], x[3:])  # noqa: E731
+        Jm = jax.vmap(jax.jacfwd(f))(jnp.concatenate([u[n_tr:], p[n_tr:]], axis=1))
+        out[loss] = (
+            float(jnp.mean((u[n_tr:] + inc - v[n_tr:]) ** 2)),
+            float(np.mean(w * np.sum((np.asarray(Jm) - np.asarray(J[n_tr:])) ** 2, axis=-1))),
+        )
+    assert out["sobolev"][0] < 3e-4 and out["sobolev"][0] < 2 * out["state"][0]
+    assert out["sobolev"][1] < 0.3 * out["state"][1], out

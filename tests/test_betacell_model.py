@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from neurosurrogate.models.betacell import BetaCell, check_v_s, eigenvalues, fixed_point, solve
+from neurosurrogate.models.betacell import BetaCell, check_v_s, eigenvalues, fixed_point, flow_step, solve
 
 
 @pytest.fixture
@@ -59,11 +59,7 @@ def test_diffrax_matches_scipy_radau(x64):
     def f(t, u):  # the same equations in NumPy (seed 003 eq. 1-7), so that scipy is an independent reference
         V, n, S = u
         sig = lambda x: 1.0 / (1.0 + np.exp(-x))
-        i_ion = (
-            m.g_Ca * sig((V - m.V_m) / m.theta_m) * (V - m.V_Ca)
-            + m.g_K * n * (V - m.V_K)
-            + m.g_S * S * (V - m.V_K)
-        )
+        i_ion = m.g_Ca * sig((V - m.V_m) / m.theta_m) * (V - m.V_Ca) + m.g_K * n * (V - m.V_K) + m.g_S * S * (V - m.V_K)
         return [
             -i_ion / m.tau,
             m.sigma * (sig((V - m.V_n) / m.theta_n) - n) / m.tau,
@@ -78,6 +74,29 @@ def test_diffrax_matches_scipy_radau(x64):
     batch = solve(model, jnp.stack([jnp.asarray(u0)] * 2), jnp.array([-36.0, -33.0]), jnp.asarray(ts[:101]))
     assert batch.shape == (2, 101, 3)
     assert np.abs(np.asarray(batch[0]) - ref[:101]).max() < 1e-3
+
+
+def test_flow_step_and_its_derivatives_match_the_reference_solve(x64):
+    """flow_step (fixed-substep RK4) = the adaptive Diffrax solve over one dt, and its autodiff Jacobian / V_S
+    derivative = central finite differences of that reference solve (the targets of derivative-matching training)."""
+    model = BetaCell.original()
+    u0 = jnp.array([-45.0, 0.02, 0.185])
+    ts = jnp.array([0.0, 0.005])
+
+    def ref(u, vs):
+        return solve(model, u, vs, ts, rtol=1e-12, atol=1e-14, solver=diffrax.Tsit5())[-1]
+
+    np.testing.assert_allclose(flow_step(model, u0, -36.0, 0.005), ref(u0, -36.0), rtol=1e-10, atol=1e-12)
+    J = np.asarray(jax.jacfwd(flow_step, argnums=(1, 2))(model, u0, -36.0, 0.005)[0])
+    dJp = np.asarray(jax.jacfwd(flow_step, argnums=2)(model, u0, -36.0, 0.005))
+    h = np.array([1e-4, 1e-7, 1e-7])
+    for j in range(3):
+        e = jnp.zeros(3).at[j].set(h[j])
+        fd = (ref(u0 + e, -36.0) - ref(u0 - e, -36.0)) / (2 * h[j])
+        np.testing.assert_allclose(J[:, j], fd, rtol=1e-5, atol=1e-9)
+    fd_p = (ref(u0, -36.0 + 1e-4) - ref(u0, -36.0 - 1e-4)) / 2e-4
+    np.testing.assert_allclose(dJp, fd_p, rtol=1e-5, atol=1e-12)
+    assert np.all(np.abs(dJp) > 1e-7)  # V_S acts on S directly and on V, n through S within the step
 
 
 def test_bad_input():

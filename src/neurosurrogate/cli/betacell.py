@@ -28,17 +28,20 @@ def betacell_map_command(
     quick: Annotated[
         bool, typer.Option("--quick", help="small sizes (about a minute) for tests and smoke runs")
     ] = False,
-    epochs: Annotated[
-        int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs (default 1000; 40 with --quick)")] = None,
     seed: Annotated[int, typer.Option(help="seed of data and weights")] = 0,
     loss: Annotated[
         str,
         typer.Option(
-            help="training loss: 'state' (the paper's MSE of the standardised u(t + dt); default) or 'increment' "
-            "(each variable's increment weighted by 1/its variance)"
+            help="training loss: 'state' (the paper's MSE of the standardised u(t + dt); default), 'increment' "
+            "(each variable's increment weighted by 1/its variance) or 'sobolev' (increment plus the exact flow's "
+            "derivatives at the same points; much better fixed points and eigenvalues, docs/betacell.md)"
         ),
     ] = "state",
+    jacobian_weight: Annotated[float, typer.Option(help="weight of the first derivatives in --loss sobolev")] = 1.0,
+    hessian_weight: Annotated[
+        float, typer.Option(help="weight of the second derivatives in --loss sobolev (0 = none; ~3x slower)")
+    ] = 0.0,
     weight_decay: Annotated[
         float,
         typer.Option(
@@ -54,19 +57,24 @@ def betacell_map_command(
             "(tanh, sigmoid, softplus, identity), e.g. 'tanh,tanh,identity'",
         ),
     ] = "tanh",
-    g: Annotated[
-        str, typer.Option("--g", help="activation g of eq. 13 (same forms as --f), e.g. 'identity'")
-    ] = "tanh",
-    resume: Annotated[
-        bool, typer.Option("--resume", help="continue training from checkpoints in OUT")
-    ] = False,
+    g: Annotated[str, typer.Option("--g", help="activation g of eq. 13 (same forms as --f), e.g. 'identity'")] = "tanh",
+    resume: Annotated[bool, typer.Option("--resume", help="continue training from checkpoints in OUT")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train the per-variable map (eq. 8) on ODE trajectories and compare fixed points, eigenvalues and bifurcation
     diagrams with the ODE; writes figures, metrics.json and report.html into OUT."""
     from ..experiments.betacell_map import BetaCellMapConfig, run_betacell_map
 
-    overrides: dict = {"system": system, "seed": seed, "loss": loss, "weight_decay": weight_decay, "f": f, "g": g}
+    overrides: dict = {
+        "system": system,
+        "seed": seed,
+        "loss": loss,
+        "jacobian_weight": jacobian_weight,
+        "hessian_weight": hessian_weight,
+        "weight_decay": weight_decay,
+        "f": f,
+        "g": g,
+    }
     if dt:
         overrides["dts"] = tuple(dt)
     if epochs is not None:

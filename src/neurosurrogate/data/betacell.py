@@ -14,6 +14,7 @@ Attributes: ``dt`` (s), ``system``, ``g_K2``, ``transient`` (s), ``chunk_time`` 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Literal
@@ -24,13 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from ..models.betacell import STATE_NAMES, V_S_RANGE, BetaCell, fixed_point, solve
+from ..models.betacell import STATE_NAMES, V_S_RANGE, BetaCell, fixed_point, flow_step, solve
 from .store import load_dataset, save_dataset
 
 __all__ = [
     "ALLOWED_DT",
     "MapDataConfig",
     "fixed_point_separation",
+    "flow_derivatives",
     "load_map_dataset",
     "make_map_dataset",
     "pairs_arrays",
@@ -131,17 +133,13 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
             while len(chunks) < config.n_chunks:
                 attempts += 1
                 if attempts > 20 * (config.n_chunks // config.batch + 1):
-                    raise RuntimeError(
-                        "could not draw enough oscillating chunks; widen v_s_range or check the model"
-                    )
+                    raise RuntimeError("could not draw enough oscillating chunks; widen v_s_range or check the model")
                 nb = config.batch
                 v_s = rng.uniform(*config.v_s_range, size=nb)
                 lo = np.array([c[0] for c in config.start_cube])
                 hi = np.array([c[1] for c in config.start_cube])
                 u0 = lo + (hi - lo) * rng.uniform(size=(nb, 3))
-                far = (
-                    np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
-                )
+                far = np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
                 traj = np.asarray(
                     solve(
                         model,
@@ -242,6 +240,51 @@ def pairs_arrays(ds: xr.Dataset, *, target: Literal["state", "increment"] = "sta
     else:
         du = ds["v"].values.astype(np.float64) - ds["u"].values.astype(np.float64)
     return p, u, jnp.asarray(du, dtype=jnp.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _flow_derivative_fns(system: str, dt: float, order: int):
+    """Jitted, vmapped dG/dw (and d^2G/dw^2) of the exact flow's standardised increment (see flow_derivatives)."""
+    model = BetaCell.from_name(system)
+
+    def increment(w, m_u, s_u, m_p, s_p):
+        n_u = m_u.shape[0]
+        x = m_u + w[:n_u] * s_u
+        return (flow_step(model, x, m_p[0] + w[n_u] * s_p[0], dt) - x) / s_u
+
+    in_axes = (0, None, None, None, None)
+    fns = [jax.jit(jax.vmap(jax.jacfwd(increment), in_axes=in_axes))]
+    if order == 2:
+        fns.append(jax.jit(jax.vmap(jax.jacfwd(jax.jacfwd(increment)), in_axes=in_axes)))
+    return tuple(fns)
+
+
+def flow_derivatives(ds: xr.Dataset, *, order: int = 1, batch: int = 10_000) -> tuple[np.ndarray, ...]:
+    """Derivatives of the exact one-step flow at every pair, for derivative-matching ("Sobolev") training.
+
+    With w = (z, q) the standardised state and parameter of a pair (the map's inputs, eq. 10) and
+    G(w) = (Phi_dt(u, V_S) - u) / s_u the standardised increment of the exact flow map Phi_dt (``flow_step``, float64),
+    returns ``(J,)`` with J = dG/dw of shape (sample, var, var + param), and for ``order=2`` also the Hessian
+    H = d^2 G / dw^2 of shape (sample, var, var + param, var + param), both float32. These are the targets of
+    :func:`~neurosurrogate.surrogates.recurrent_map.sobolev_mse`; they use only the training points themselves
+    (on the attractor), not the fixed point.
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order={order}; pass 1 (Jacobian) or 2 (Jacobian and Hessian)")
+    u = np.asarray(ds["u"].values, dtype=np.float64)
+    p = np.asarray(ds["p"].values, dtype=np.float64)
+    if not (np.isfinite(u).all() and np.isfinite(p).all()):
+        raise ValueError("the pairs contain NaN or inf; rebuild the dataset with make_map_dataset")
+    fns = _flow_derivative_fns(str(ds.attrs["system"]), float(ds.attrs["dt"]), order)
+    outs: list[list[np.ndarray]] = [[] for _ in fns]
+    w_all = np.concatenate([u, p], axis=1)
+    with jax.enable_x64(True):
+        consts = tuple(jnp.asarray(ds[k].values, dtype=jnp.float64) for k in ("m_u", "s_u", "m_p", "s_p"))
+        for i in range(0, len(w_all), batch):
+            w = jnp.asarray(w_all[i : i + batch])
+            for k, fn in enumerate(fns):
+                outs[k].append(np.asarray(fn(w, *consts), dtype=np.float32))
+    return tuple(np.concatenate(o) for o in outs)
 
 
 def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ from ..data.betacell import (
     ALLOWED_DT,
     MapDataConfig,
     fixed_point_separation,
+    flow_derivatives,
     load_map_dataset,
     make_map_dataset,
     pairs_arrays,
@@ -80,7 +81,11 @@ class BetaCellMapConfig:
         loss: ``"state"`` (default): the paper's MSE of the standardised u(t + dt) (eq. 16); ``"increment"``: squared
             error of each variable's standardised increment u_i(t + dt) - u_i(t) weighted by 1 / var(increment_i),
             so that the slow S counts as much as V and n. The subnetworks have separate weights and Adam normalises
-            each weight's step, so the two train almost identically (measured: docs/betacell.md).
+            each weight's step, so the two train almost identically (measured: docs/betacell.md); ``"sobolev"``: the
+            increment loss plus the errors of the increment's derivatives with respect to (u, V_S) against those of
+            the exact flow at the same training points (``sobolev_mse``; not in the paper).
+        jacobian_weight, hessian_weight: weights c_1, c_2 of the first and second derivatives in the ``"sobolev"``
+            loss (c_2 = 0: Jacobians only; c_2 > 0 also computes the flow's Hessians, about 3x the training cost).
         seed: seed of data and weights.
         n_bif: V_S values of the bifurcation diagrams.
         bif_transient, bif_window: transient and window length of the diagrams, s (a window of 2x is searched).
@@ -103,7 +108,9 @@ class BetaCellMapConfig:
     batch_size: int = 512
     lr: float = 3e-3
     lr_final_fraction: float = 1e-3
-    loss: Literal["state", "increment"] = "state"
+    loss: Literal["state", "increment", "sobolev"] = "state"
+    jacobian_weight: float = 1.0
+    hessian_weight: float = 0.0
     weight_decay: float = 0.0
     val_fraction: float = 0.1
     seed: int = 0
@@ -125,6 +132,10 @@ class BetaCellMapConfig:
             activation_names(spec, 3, name)
         if self.loss not in MAP_LOSSES:
             raise ValueError(f"loss={self.loss!r}; choose one of {list(MAP_LOSSES)}")
+        if self.jacobian_weight < 0 or self.hessian_weight < 0:
+            raise ValueError(
+                f"jacobian_weight={self.jacobian_weight}, hessian_weight={self.hessian_weight}; pass values >= 0"
+            )
         if not self.dts:
             raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
         for dt in self.dts:
@@ -209,9 +220,7 @@ def _train_map(
     t_data = time.perf_counter() - t0
     run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], cfg.n_chunks, t_data)
     t1 = time.perf_counter()
-    res, fit_info = fit_map(
-        cfg, ds, progress=progress, checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx", resume=resume
-    )
+    res, fit_info = fit_map(cfg, ds, progress=progress, checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx", resume=resume)
     t_train = time.perf_counter() - t1
     save_map(run.path / f"map_dt{dt:g}.eqx", res.model)
     run.log.info(
@@ -274,7 +283,10 @@ def fit_map(
     n_val = max(1, int(round(n * cfg.val_fraction))) if cfg.val_fraction > 0 else 0
     iv, it = perm[:n_val], perm[n_val:]
     target = v if cfg.loss == "state" else du
-    loss_fn = map_loss(cfg.loss, du[it])
+    data = (p, u, target)
+    if cfg.loss == "sobolev":  # the exact flow's derivatives at the same pairs (targets of sobolev_mse)
+        data = data + flow_derivatives(ds, order=2 if cfg.hessian_weight > 0 else 1)
+    loss_fn = map_loss(cfg.loss, du[it], jacobian_weight=cfg.jacobian_weight, hessian_weight=cfg.hessian_weight)
     net = RecurrentMap.init(jax.random.PRNGKey(cfg.seed), n_hidden=cfg.n_hidden, f=cfg.f, g=cfg.g)
     net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
     steps = cfg.epochs * max(1, len(it) // cfg.batch_size)
@@ -282,7 +294,7 @@ def fit_map(
     res = train(
         net,
         loss_fn,
-        (p[it], u[it], target[it]),
+        tuple(x[it] for x in data),
         opt,
         TrainConfig(
             epochs=cfg.epochs,
@@ -294,7 +306,7 @@ def fit_map(
             checkpoint_every=50,
             resume=resume,
         ),
-        val_data=(p[iv], u[iv], target[iv]) if n_val else None,
+        val_data=tuple(x[iv] for x in data) if n_val else None,
     )
     sel = iv if n_val else it
     inc = np.asarray(jax.jit(jax.vmap(res.model.increment_standardised))(u[sel], p[sel]))
@@ -305,9 +317,7 @@ def fit_map(
         "val_loss": res.best_val_loss,
         "val_mse": float(np.mean(state_err**2)),
         "val_mse_per_variable": np.mean(state_err**2, axis=0).tolist(),
-        "val_increment_rel_rmse": (
-            np.sqrt(np.mean(inc_err**2, axis=0)) / np.std(np.asarray(du[sel]), axis=0)
-        ).tolist(),
+        "val_increment_rel_rmse": (np.sqrt(np.mean(inc_err**2, axis=0)) / np.std(np.asarray(du[sel]), axis=0)).tolist(),
     }
     return res, info
 

@@ -36,6 +36,7 @@ __all__ = [
     "load_map",
     "map_loss",
     "save_map",
+    "sobolev_mse",
     "standardised_mse",
 ]
 
@@ -212,9 +213,7 @@ class RecurrentMap(eqx.Module):
 
     def _pre(self, z, q):
         """y_i (pre-activation of eq. 13) and z_i (pre-activation of eq. 14), each (D_u, N_h)."""
-        y = (
-            jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta
-        )  # eq. 13 / eq. 18 y_i
+        y = jnp.einsum("ij,ijh->ih", self._others(z), self.A) + (q @ self.B) + self.beta  # eq. 13 / eq. 18 y_i
         zz = z[:, None] * self.a + self.alpha + _apply_rows(self.g, y)  # eq. 14 / eq. 18 z_i
         return y, zz
 
@@ -256,9 +255,7 @@ class RecurrentMap(eqx.Module):
     def jacobian(self, u, p) -> Float[Array, "u u"]:
         """Closed-form Jacobian dF/du (eq. 18) in physical units: diag(s_u) J_std diag(1/s_u)."""
         _, s_u, _, _ = self._stats()
-        J = self.jacobian_standardised(
-            self.standardise_state(u), self.standardise_param(jnp.reshape(p, (-1,)))
-        )
+        J = self.jacobian_standardised(self.standardise_state(u), self.standardise_param(jnp.reshape(p, (-1,))))
         return J * s_u[:, None] / s_u[None, :]
 
 
@@ -296,18 +293,62 @@ def increment_mse(weights) -> Callable[[RecurrentMap, tuple], jax.Array]:
     return loss
 
 
-#: the training losses of the map: "state" (eq. 16, MSE of the standardised u(t + dt)) and "increment"
-MAP_LOSSES = ("state", "increment")
+def sobolev_mse(
+    weights, jacobian_weight: float = 1.0, hessian_weight: float = 0.0
+) -> Callable[[RecurrentMap, tuple], jax.Array]:
+    """Derivative-matching ("Sobolev") loss: :func:`increment_mse` plus the squared errors of the increment's first
+    (and optionally second) derivatives with respect to the map's inputs w = (z, q), against those of the exact flow.
+
+    ``loss(model, (q, z, du, J[, H]))`` with J (B, D_u, D_u + D_p) and H (B, D_u, D_u + D_p, D_u + D_p) from
+    :func:`neurosurrogate.data.betacell.flow_derivatives` is
+
+        mean_{b,i} w_i [(G_i - du_i)^2 + c_1 sum_j (dG_i/dw_j - J_ij)^2 + c_2 sum_jk (d2G_i/dw_jdw_k - H_ijk)^2]
+
+    where G is the map's standardised increment (eq. 15), c_1 = ``jacobian_weight``, c_2 = ``hessian_weight``. The
+    network is the same eq. 8 map; the derivatives are those of eq. 18 (autodiff of the same expression). The data
+    stay on the attractor, but their derivatives fix how the increment continues off it, toward the fixed point.
+    """
+    if jacobian_weight < 0 or hessian_weight < 0:
+        raise ValueError(f"jacobian_weight={jacobian_weight}, hessian_weight={hessian_weight}; pass values >= 0")
+    w = jax.lax.stop_gradient(jnp.asarray(weights))
+
+    def loss(model: RecurrentMap, batch) -> jax.Array:
+        q, z, du, jac, *rest = batch
+        if hessian_weight > 0 and not rest:
+            raise ValueError("hessian_weight > 0 needs the Hessians H in the batch: (q, z, du, J, H)")
+        n_u = z.shape[-1]
+        x = jnp.concatenate([z, q], axis=-1)
+
+        def inc(xb):
+            return model.increment_standardised(xb[:n_u], xb[n_u:])
+
+        err = (jax.vmap(inc)(x) - du) ** 2
+        err = err + jacobian_weight * jnp.sum((jax.vmap(jax.jacfwd(inc))(x) - jac) ** 2, axis=-1)
+        if hessian_weight > 0:
+            hess = jax.vmap(jax.jacfwd(jax.jacfwd(inc)))(x)
+            err = err + hessian_weight * jnp.sum((hess - rest[0]) ** 2, axis=(-2, -1))
+        return jnp.mean(err * w)
+
+    return loss
 
 
-def map_loss(kind: str, du=None) -> Callable[[RecurrentMap, tuple], jax.Array]:
-    """The loss named ``kind`` (see ``MAP_LOSSES``); ``"increment"`` needs the training increments ``du``."""
+#: the training losses of the map: "state" (eq. 16, MSE of the standardised u(t + dt)), "increment" and "sobolev"
+MAP_LOSSES = ("state", "increment", "sobolev")
+
+
+def map_loss(
+    kind: str, du=None, *, jacobian_weight: float = 1.0, hessian_weight: float = 0.0
+) -> Callable[[RecurrentMap, tuple], jax.Array]:
+    """The loss named ``kind`` (see ``MAP_LOSSES``); ``"increment"`` and ``"sobolev"`` need the training increments
+    ``du`` to set their per-variable weights."""
     if kind == "state":
         return standardised_mse
-    if kind == "increment":
+    if kind in ("increment", "sobolev"):
         if du is None:
-            raise ValueError("loss='increment' needs the training increments du to set its weights")
-        return increment_mse(increment_weights(du))
+            raise ValueError(f"loss={kind!r} needs the training increments du to set its weights")
+        if kind == "increment":
+            return increment_mse(increment_weights(du))
+        return sobolev_mse(increment_weights(du), jacobian_weight, hessian_weight)
     raise ValueError(f"loss={kind!r}; choose one of {list(MAP_LOSSES)}")
 
 
@@ -358,6 +399,4 @@ def load_map(path) -> RecurrentMap:
         try:
             return eqx.tree_deserialise_leaves(fh, template)
         except Exception as exc:
-            raise ValueError(
-                f"{path} is not a recurrent map written by save_map ({exc}); re-run the training"
-            ) from exc
+            raise ValueError(f"{path} is not a recurrent map written by save_map ({exc}); re-run the training") from exc
