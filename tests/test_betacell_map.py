@@ -320,6 +320,8 @@ def test_reproduction_smoke_modified(tmp_path):
         n_basin=2,
         basin_time=0.5,
         series_time=1.0,
+        loss="sobolev",  # the derivative-matching path end to end, second derivatives included
+        hessian_weight=1.0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -339,6 +341,7 @@ def test_reproduction_smoke_modified(tmp_path):
         assert (run / "figures" / f"{fig}.png").exists(), fig
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["system"] == "modified" and "stable_interval_ode" in saved
+    assert saved["train_dt0.005"]["loss"] == "sobolev" and np.isfinite(saved["val_mse"])
     # the fixed point is never in the data (chunks start far from it and settle on the oscillating attractor)
     assert saved["data_separation"]["min_distance_to_fixed_point"] > 1e-3
     # the ODE's stable interval of the modified system contains V_S = -36 (seed 003, Sec. 2)

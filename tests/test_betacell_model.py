@@ -96,7 +96,7 @@ def test_flow_step_and_its_derivatives_match_the_reference_solve(x64):
         np.testing.assert_allclose(J[:, j], fd, rtol=1e-5, atol=1e-9)
     fd_p = (ref(u0, -36.0 + 1e-4) - ref(u0, -36.0 - 1e-4)) / 2e-4
     np.testing.assert_allclose(dJp, fd_p, rtol=1e-5, atol=1e-12)
-    assert np.all(np.abs(dJp) > 1e-7)  # V_S acts on S directly and on V, n through S within the step
+    assert np.abs(dJp[[0, 2]]).min() > 1e-6  # V_S acts on S directly and on V through S within the step
 
 
 def test_bad_input():

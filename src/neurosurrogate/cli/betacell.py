@@ -38,7 +38,7 @@ def betacell_map_command(
             "derivatives at the same points; much better fixed points and eigenvalues, docs/betacell.md)"
         ),
     ] = "state",
-    jacobian_weight: Annotated[float, typer.Option(help="weight of the first derivatives in --loss sobolev")] = 1.0,
+    jacobian_weight: Annotated[float, typer.Option(help="weight of the first derivatives in --loss sobolev")] = 10.0,
     hessian_weight: Annotated[
         float, typer.Option(help="weight of the second derivatives in --loss sobolev (0 = none; ~3x slower)")
     ] = 0.0,

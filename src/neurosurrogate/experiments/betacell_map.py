@@ -109,7 +109,7 @@ class BetaCellMapConfig:
     lr: float = 3e-3
     lr_final_fraction: float = 1e-3
     loss: Literal["state", "increment", "sobolev"] = "state"
-    jacobian_weight: float = 1.0
+    jacobian_weight: float = 10.0
     hessian_weight: float = 0.0
     weight_decay: float = 0.0
     val_fraction: float = 0.1
