@@ -48,6 +48,7 @@ from neurosurrogate.experiments.betacell_map import (
     eigenvalue_errors,
     map_optimiser,
     ode_fixed_points,
+    validation_split,
 )
 from neurosurrogate.models.betacell import BetaCell
 from neurosurrogate.surrogates.recurrent_map import RecurrentMap, standardised_mse
@@ -145,9 +146,7 @@ def main() -> None:
             weight_decay=float(wd),
         )
         p, u, v = pairs_arrays(ds)
-        perm = np.random.default_rng(0).permutation(p.shape[0])
-        n_val = int(round(cfg.val_fraction * p.shape[0]))
-        iv, it = perm[:n_val], perm[n_val:]
+        iv, it = validation_split(p.shape[0], cfg.val_fraction, 0)
         stacked = _stacked_maps(range(args.seeds), cfg, ds)
         steps = cfg.epochs * (len(it) // cfg.batch_size)
         t0 = time.perf_counter()

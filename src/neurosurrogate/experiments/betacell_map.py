@@ -59,6 +59,7 @@ __all__ = [
     "map_optimiser",
     "ode_fixed_points",
     "run_betacell_map",
+    "validation_split",
 ]
 
 
@@ -258,6 +259,14 @@ def map_optimiser(lr: float, steps: int, final_fraction: float = 1e-3, weight_de
     return optax.adamw(sched, weight_decay=weight_decay, mask=mask)
 
 
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (validation, training) of ``n`` pairs: a random ``fraction`` (at least one pair if > 0) drawn with
+    ``seed``, the same whatever the loss."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction))) if fraction > 0 else 0
+    return perm[:n_val], perm[n_val:]
+
+
 def fit_map(
     cfg: BetaCellMapConfig,
     ds,
@@ -279,9 +288,8 @@ def fit_map(
     p, u, v = pairs_arrays(ds, target="state")
     du = pairs_arrays(ds, target="increment")[2]
     n = p.shape[0]
-    perm = np.random.default_rng(cfg.seed).permutation(n)
-    n_val = max(1, int(round(n * cfg.val_fraction))) if cfg.val_fraction > 0 else 0
-    iv, it = perm[:n_val], perm[n_val:]
+    iv, it = validation_split(n, cfg.val_fraction, cfg.seed)
+    n_val = len(iv)
     target = v if cfg.loss == "state" else du
     data = (p, u, target)
     if cfg.loss == "sobolev":  # the exact flow's derivatives at the same pairs (targets of sobolev_mse)

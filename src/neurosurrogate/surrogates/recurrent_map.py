@@ -323,7 +323,8 @@ def sobolev_mse(
             return model.increment_standardised(xb[:n_u], xb[n_u:])
 
         err = (jax.vmap(inc)(x) - du) ** 2
-        err = err + jacobian_weight * jnp.sum((jax.vmap(jax.jacfwd(inc))(x) - jac) ** 2, axis=-1)
+        if jacobian_weight > 0:
+            err = err + jacobian_weight * jnp.sum((jax.vmap(jax.jacfwd(inc))(x) - jac) ** 2, axis=-1)
         if hessian_weight > 0:
             hess = jax.vmap(jax.jacfwd(jax.jacfwd(inc)))(x)
             err = err + hessian_weight * jnp.sum((hess - rest[0]) ** 2, axis=(-2, -1))
