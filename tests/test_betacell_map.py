@@ -363,6 +363,28 @@ def test_cli_rejects_bad_dt(tmp_path):
     assert bad_f.exit_code == 2
     assert "relu" in bad_f.output and "choose one of" in bad_f.output
     assert not out.exists()
+    for bad_s, message in (("0.2", "pass two numbers"), ("0.25,0.17", "0 <= lo < hi <= 1")):
+        res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--start-s", bad_s, "--out", str(out)])
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+        assert not out.exists()
+
+
+def test_short_transient_and_wider_start_s_reach_the_fixed_points_s():
+    """--transient 2 --start-s 0.17,0.25: the chunks keep S's slow relaxation (tau_S = 35 s), so the data's S range
+    reaches above the paper-cube data's, toward the fixed point's S (0.1825 at V_S = -40 to 0.2273 at -30)."""
+    from neurosurrogate.data.betacell import START_CUBE, make_map_dataset
+    from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, map_data_config
+
+    sizes = dict(n_chunks=6, chunk_time=2.0, max_pairs=None)
+    paper = map_data_config(BetaCellMapConfig.quick(transient=40.0, **sizes), 0.005)
+    wide = map_data_config(BetaCellMapConfig.quick(transient=2.0, start_s=(0.17, 0.25), **sizes), 0.005)
+    assert paper.start_cube == START_CUBE and wide.start_cube[2] == (0.17, 0.25) and wide.transient == 2.0
+    ds_wide = make_map_dataset(wide)
+    s_wide = ds_wide["u"].values[:, 2] * ds_wide["s_u"].values[2] + ds_wide["m_u"].values[2]
+    ds_paper = make_map_dataset(paper)
+    s_paper = ds_paper["u"].values[:, 2] * ds_paper["s_u"].values[2] + ds_paper["m_u"].values[2]
+    assert s_paper.max() < 0.19  # the attractor's S after 40 s
+    assert s_wide.max() > 0.195  # still relaxing from starts up to 0.25 (after 2 s, 94 % of the way left)
 
 
 def test_flow_derivatives_are_the_standardised_flow_derivatives(small_pairs):

@@ -58,6 +58,16 @@ def betacell_map_command(
         ),
     ] = "tanh",
     g: Annotated[str, typer.Option("--g", help="activation g of eq. 13 (same forms as --f), e.g. 'identity'")] = "tanh",
+    transient: Annotated[
+        float | None, typer.Option(help="time dropped from each training trajectory before recording, s (default 100)")
+    ] = None,
+    start_s: Annotated[
+        str | None,
+        typer.Option(
+            help="range 'LO,HI' of S of the random starts (default 0.17,0.2, the paper's cube); with a short "
+            "--transient, e.g. --transient 2 --start-s 0.17,0.25, the data keep S's relaxation toward the fixed point"
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue training from checkpoints in OUT")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -79,7 +89,14 @@ def betacell_map_command(
         overrides["dts"] = tuple(dt)
     if epochs is not None:
         overrides["epochs"] = epochs
+    if transient is not None:
+        overrides["transient"] = transient
     try:
+        if start_s is not None:
+            parts = start_s.split(",")
+            if len(parts) != 2:
+                raise ValueError(f"--start-s {start_s!r}: pass two numbers 'LO,HI', e.g. 0.17,0.25")
+            overrides["start_s"] = (float(parts[0]), float(parts[1]))
         cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None

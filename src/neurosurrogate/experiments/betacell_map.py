@@ -36,6 +36,7 @@ from ..analysis.bifurcation import (
 from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalues_from_map
 from ..data.betacell import (
     ALLOWED_DT,
+    START_CUBE,
     MapDataConfig,
     fixed_point_separation,
     flow_derivatives,
@@ -71,6 +72,10 @@ class BetaCellMapConfig:
         system: ``"original"`` or ``"modified"``.
         dts: map time steps, s; the first is the main one (figures), all are used for the eigenvalue figure.
         n_chunks, chunk_time, transient, max_pairs: training data (see ``MapDataConfig``).
+        start_s: (lo, hi), the range of S of the random initial states (None: the paper's cube, [0.17, 0.2]). With a
+            short ``transient`` (e.g. 2 s: V and n are on their fast oscillation after 100 time constants, S is not)
+            the chunks keep S's slow relaxation from its start, and a wider range here widens the S range of the data
+            toward the fixed point's S (docs/betacell.md).
         n_hidden, f, g: network size and activations (eq. 8); f and g take one name for every subnetwork or one per
             variable, comma-separated in the order V, n, S (e.g. ``f="tanh,tanh,identity"``: S affine in itself).
         epochs, batch_size, lr, val_fraction: training (Adam with a cosine decay from lr to lr * lr_final_fraction).
@@ -101,6 +106,7 @@ class BetaCellMapConfig:
     n_chunks: int = 100
     chunk_time: float = 20.0
     transient: float = 100.0
+    start_s: tuple[float, float] | None = None
     max_pairs: int = 200_000
     n_hidden: int = 100
     f: str = "tanh"
@@ -137,6 +143,9 @@ class BetaCellMapConfig:
             raise ValueError(
                 f"jacobian_weight={self.jacobian_weight}, hessian_weight={self.hessian_weight}; pass values >= 0"
             )
+        s_ok = self.start_s is None or (len(self.start_s) == 2 and 0.0 <= self.start_s[0] < self.start_s[1] <= 1.0)
+        if not s_ok:
+            raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
         if not self.dts:
             raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
         for dt in self.dts:
@@ -197,6 +206,20 @@ def _map_runner(net: RecurrentMap):
     return run
 
 
+def map_data_config(cfg: BetaCellMapConfig, dt: float) -> MapDataConfig:
+    """The training-data settings of the reproduction at time step ``dt``."""
+    return MapDataConfig(
+        system=cfg.system,
+        dt=dt,
+        n_chunks=cfg.n_chunks,
+        chunk_time=cfg.chunk_time,
+        transient=cfg.transient,
+        seed=cfg.seed,
+        max_pairs=cfg.max_pairs,
+        start_cube=START_CUBE if cfg.start_s is None else (*START_CUBE[:2], tuple(cfg.start_s)),
+    )
+
+
 def _train_map(
     cfg: BetaCellMapConfig, dt: float, run: RunFolder, progress: bool, resume: bool = False
 ) -> tuple[RecurrentMap, dict]:
@@ -207,16 +230,7 @@ def _train_map(
         old = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
         run.log.info("dt=%g: reusing %s", dt, map_path)
         return load_map(map_path), old.get(f"train_dt{dt:g}", {"val_mse": None, "reused": True})
-    dcfg = MapDataConfig(
-        system=cfg.system,
-        dt=dt,
-        n_chunks=cfg.n_chunks,
-        chunk_time=cfg.chunk_time,
-        transient=cfg.transient,
-        seed=cfg.seed,
-        max_pairs=cfg.max_pairs,
-    )
-    ds = make_map_dataset(dcfg, progress=progress)
+    ds = make_map_dataset(map_data_config(cfg, dt), progress=progress)
     save_map_dataset(ds, run.path / f"pairs_dt{dt:g}.zarr", overwrite=True)
     t_data = time.perf_counter() - t0
     run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], cfg.n_chunks, t_data)
