@@ -41,6 +41,7 @@ from neurosurrogate.data.betacell import (
     make_map_dataset,
     pairs_arrays,
     save_map_dataset,
+    start_cube_with_s,
 )
 from neurosurrogate.experiments.betacell_map import (
     BetaCellMapConfig,
@@ -65,7 +66,7 @@ def _dataset(spec: str, cache: Path):
     path = cache / f"{name}.zarr"
     if path.exists():
         return name, load_map_dataset(path)
-    cube = (START_CUBE[0], START_CUBE[1], (START_CUBE[2][0], s_max))
+    cube = start_cube_with_s((START_CUBE[2][0], s_max))
     cfg = MapDataConfig(system=system, transient=transient, start_cube=cube, max_pairs=200_000)
     ds = make_map_dataset(cfg, progress=True)
     save_map_dataset(ds, path)

@@ -46,6 +46,11 @@ KIND = "betacell-map-pairs"
 START_CUBE = ((-70.0, -10.0), (0.0, 0.12), (0.17, 0.2))
 
 
+def start_cube_with_s(s_range: tuple[float, float] | None) -> tuple[tuple[float, float], ...]:
+    """The paper's start cube with the S range replaced by ``s_range`` (None: the cube itself)."""
+    return START_CUBE if s_range is None else (*START_CUBE[:2], tuple(s_range))
+
+
 @dataclasses.dataclass(frozen=True)
 class MapDataConfig:
     """How to build the pairs.

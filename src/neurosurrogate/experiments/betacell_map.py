@@ -36,7 +36,6 @@ from ..analysis.bifurcation import (
 from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalues_from_map
 from ..data.betacell import (
     ALLOWED_DT,
-    START_CUBE,
     MapDataConfig,
     fixed_point_separation,
     flow_derivatives,
@@ -44,6 +43,7 @@ from ..data.betacell import (
     make_map_dataset,
     pairs_arrays,
     save_map_dataset,
+    start_cube_with_s,
 )
 from ..models.betacell import V_S_RANGE, BetaCell, eigenvalues, fixed_point, solve
 from ..report.html import write_report
@@ -216,7 +216,7 @@ def map_data_config(cfg: BetaCellMapConfig, dt: float) -> MapDataConfig:
         transient=cfg.transient,
         seed=cfg.seed,
         max_pairs=cfg.max_pairs,
-        start_cube=START_CUBE if cfg.start_s is None else (*START_CUBE[:2], tuple(cfg.start_s)),
+        start_cube=start_cube_with_s(cfg.start_s),
     )
 
 
