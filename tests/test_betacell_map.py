@@ -37,13 +37,16 @@ from neurosurrogate.data.betacell import (
     save_map_dataset,
 )
 from neurosurrogate.models.betacell import BetaCell, fixed_point, flow_step
+from neurosurrogate.surrogates.levenberg_marquardt import LMConfig
 from neurosurrogate.surrogates.recurrent_map import (
     RecurrentMap,
     increment_mse,
     increment_weights,
     map_loss,
+    refine_map,
     sobolev_mse,
     standardised_mse,
+    subnetwork_residuals,
 )
 from neurosurrogate.surrogates.training import TrainConfig, train
 
@@ -214,6 +217,18 @@ def test_per_variable_activations(x64, tmp_path):
     assert back.f == net.f
     u = jnp.array([-45.0, 0.02, 0.19])
     np.testing.assert_allclose(back(u, jnp.array([-35.0])), net(u, jnp.array([-35.0])), rtol=1e-12)
+
+
+def test_a_float32_map_loads_whatever_the_x64_setting(tmp_path):
+    from neurosurrogate.surrogates.recurrent_map import load_map, save_map
+
+    net = _random_map(key=1)
+    assert net.a.dtype == jnp.float32
+    save_map(tmp_path / "m.eqx", net)
+    with jax.enable_x64(True):  # e.g. a script that also solves the ODE in float64
+        back = load_map(tmp_path / "m.eqx")
+    assert back.a.dtype == jnp.float32
+    np.testing.assert_array_equal(back.b, net.b)
 
 
 @pytest.fixture(scope="module")
@@ -489,3 +504,66 @@ def test_sobolev_training_learns_the_flow_derivatives(small_pairs):
         )
     assert out["sobolev"][0] < 3e-4 and out["sobolev"][0] < 2 * out["state"][0]
     assert out["sobolev"][1] < 0.3 * out["state"][1], out
+
+
+def test_subnetwork_residuals_sum_to_the_training_loss(x64):
+    """Squared per-subnetwork residuals, summed over samples and subnetworks, are B x D_u x the loss, for each loss;
+    subnetwork weights round-trip and only subnetwork i's weights enter its residuals."""
+    net = _random_map(key=3)
+    k = jax.random.split(jax.random.PRNGKey(5), 5)
+    q, z = jax.random.normal(k[0], (6, 1)), jax.random.normal(k[1], (6, 3))
+    du = jax.random.normal(k[2], (6, 3)) * jnp.array([0.1, 0.3, 0.005])
+    J, H = jax.random.normal(k[3], (6, 3, 4)), jax.random.normal(k[4], (6, 3, 4, 4))
+    w = np.asarray(increment_weights(du))
+    cases = {"state": ((q, z, z + du), np.ones(3)), "increment": ((q, z, du), w), "sobolev": ((q, z, du, J, H), w)}
+    for kind, (batch, weights) in cases.items():
+        total = 0.0
+        for i in range(3):
+            fn = subnetwork_residuals(i, kind, float(weights[i]), jacobian_weight=2.0, hessian_weight=3.0)
+            r = jax.vmap(fn, in_axes=(None, None) + (0,) * len(batch))(net.subnetwork(i), net, *batch)
+            total += float(jnp.sum(r**2))
+        loss = map_loss(kind, du, jacobian_weight=2.0, hessian_weight=3.0)(net, batch)
+        np.testing.assert_allclose(total / (6 * 3), float(loss), rtol=1e-10, err_msg=kind)
+    other = _random_map(key=4)
+    mixed = net.with_subnetwork(1, other.subnetwork(1))
+    for i, src in ((0, net), (1, other), (2, net)):
+        for a, b in zip(mixed.subnetwork(i), src.subnetwork(i), strict=True):
+            np.testing.assert_array_equal(a, b)
+    inc = jax.vmap(mixed.increment_standardised)(z, q)
+    np.testing.assert_allclose(inc[:, 1], jax.vmap(other.increment_standardised)(z, q)[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(inc[:, [0, 2]], jax.vmap(net.increment_standardised)(z, q)[:, [0, 2]], rtol=1e-12)
+
+
+def test_levenberg_marquardt_refinement_lowers_held_out_errors(small_pairs):
+    """After a short sobolev fit, 40 Levenberg-Marquardt steps per subnetwork lower the held-out increment error of
+    every variable 9-100x below where Adam left it."""
+    _, ds = small_pairs
+    p, u, _ = pairs_arrays(ds)
+    du = pairs_arrays(ds, target="increment")[2]
+    (J,) = flow_derivatives(ds)
+    data = (p, u, du, jnp.asarray(J))
+    net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    n_tr = int(0.9 * p.shape[0])
+    res = train(
+        net,
+        map_loss("sobolev", du[:n_tr], jacobian_weight=10.0),
+        tuple(x[:n_tr] for x in data),
+        optax.adam(optax.cosine_decay_schedule(3e-3, 30 * 25)),
+        TrainConfig(epochs=30, batch_size=256),
+    )
+
+    def rel_err(m):
+        inc = jax.vmap(m.increment_standardised)(u[n_tr:], p[n_tr:])
+        return np.asarray(jnp.sqrt(jnp.mean((inc - du[n_tr:]) ** 2, axis=0)) / jnp.std(du[n_tr:], axis=0))
+
+    refined, lm = refine_map(
+        res.model, "sobolev", tuple(x[:n_tr] for x in data), du[:n_tr], jacobian_weight=10.0,
+        config=LMConfig(steps=40),
+    )  # fmt: skip
+    before, after = rel_err(res.model), rel_err(refined)
+    assert all(r.history[-1] < r.history[0] for r in lm)
+    # measured: 0.041 / 0.089 / 0.022 -> 0.0006 / 0.0009 / 0.0026 of each increment's standard deviation
+    assert np.all(after < 0.2 * before), (before, after)
+    assert np.all(after[:2] < 0.05 * before[:2]), (before, after)
+    assert refined.a.dtype == jnp.float32 and refined.f == res.model.f

@@ -68,6 +68,14 @@ def betacell_map_command(
             "--transient, e.g. --transient 2 --start-s 0.17,0.25, the data keep S's relaxation toward the fixed point"
         ),
     ] = None,
+    refine_steps: Annotated[
+        int,
+        typer.Option(
+            help="Levenberg-Marquardt steps per subnetwork after Adam, on the same loss (0 = none, the paper's "
+            "training); e.g. 400 with --loss sobolev gives the best fixed points (docs/betacell.md)"
+        ),
+    ] = 0,
+    refine_pairs: Annotated[int, typer.Option(help="training pairs used by the refinement (random subset)")] = 20_000,
     resume: Annotated[bool, typer.Option("--resume", help="continue training from checkpoints in OUT")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
@@ -84,6 +92,8 @@ def betacell_map_command(
         "weight_decay": weight_decay,
         "f": f,
         "g": g,
+        "refine_steps": refine_steps,
+        "refine_pairs": refine_pairs,
     }
     if dt:
         overrides["dts"] = tuple(dt)

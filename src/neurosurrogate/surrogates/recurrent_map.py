@@ -18,11 +18,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "activation_names",
     "activation_spec",
     "RecurrentMap",
+    "SUBNETWORK_FIELDS",
     "increment_mse",
     "increment_weights",
     "load_map",
@@ -38,6 +41,8 @@ __all__ = [
     "save_map",
     "sobolev_mse",
     "standardised_mse",
+    "refine_map",
+    "subnetwork_residuals",
 ]
 
 #: activations selectable by name (f and g of eq. 8) with their derivatives (for eq. 18)
@@ -85,6 +90,10 @@ def _apply_rows(spec: Activation, x, derivative: bool = False):
     if isinstance(spec, str):
         return ACTIVATIONS[spec][k](x)
     return jnp.stack([ACTIVATIONS[name][k](x[i]) for i, name in enumerate(spec)])
+
+
+#: the trainable fields of RecurrentMap, each stacked over the subnetworks along its first axis
+SUBNETWORK_FIELDS = ("a", "alpha", "A", "B", "beta", "b", "gamma")
 
 
 class RecurrentMap(eqx.Module):
@@ -252,6 +261,18 @@ class RecurrentMap(eqx.Module):
             J = J.at[i, jnp.array(cols)].set(off[i])
         return J
 
+    def subnetwork(self, i: int) -> tuple[jax.Array, ...]:
+        """The trainable weights of subnetwork i (a_i, alpha_i, A'_i, B_i, beta_i, b_i, gamma_i of eq. 13-15)."""
+        return tuple(getattr(self, name)[i] for name in SUBNETWORK_FIELDS)
+
+    def with_subnetwork(self, i: int, weights) -> RecurrentMap:
+        """A copy with subnetwork i's weights replaced (``weights`` as returned by :meth:`subnetwork`)."""
+        return eqx.tree_at(
+            lambda m: tuple(getattr(m, name) for name in SUBNETWORK_FIELDS),
+            self,
+            tuple(getattr(self, name).at[i].set(w) for name, w in zip(SUBNETWORK_FIELDS, weights, strict=True)),
+        )
+
     def jacobian(self, u, p) -> Float[Array, "u u"]:
         """Closed-form Jacobian dF/du (eq. 18) in physical units: diag(s_u) J_std diag(1/s_u)."""
         _, s_u, _, _ = self._stats()
@@ -333,6 +354,86 @@ def sobolev_mse(
     return loss
 
 
+def subnetwork_residuals(
+    i: int, kind: str, weight: float = 1.0, *, jacobian_weight: float = 1.0, hessian_weight: float = 0.0
+) -> Callable[..., jax.Array]:
+    """Per-sample residuals of subnetwork i under the loss ``kind`` (see ``MAP_LOSSES``), for least-squares solvers.
+
+    ``residual(weights_i, net, q, z, target[, J[, H]])`` for one sample (target: z(t + dt) for ``"state"``, the
+    increment du for the others; J, H as in :func:`sobolev_mse`) returns the residuals whose squares, summed over the
+    samples and subnetworks, are B x D_u times the loss (``weight`` = w_i of :func:`increment_mse`; 1 for
+    ``"state"``). Only subnetwork i's weights are free: each variable's increment depends on its own subnetwork only.
+    """
+    if kind not in MAP_LOSSES:
+        raise ValueError(f"loss={kind!r}; choose one of {list(MAP_LOSSES)}")
+    c1 = jacobian_weight if kind == "sobolev" else 0.0
+    c2 = hessian_weight if kind == "sobolev" else 0.0
+
+    def residual(weights_i, net: RecurrentMap, q, z, target, *derivs):
+        m = net.with_subnetwork(i, weights_i)
+        n_u = z.shape[-1]
+
+        def inc(x):
+            return m.increment_standardised(x[:n_u], x[n_u:])[i]
+
+        x = jnp.concatenate([z, q])
+        r0 = inc(x) + z[i] - target[i] if kind == "state" else inc(x) - target[i]
+        parts = [jnp.atleast_1d(r0)]
+        if c1 > 0:
+            parts.append(c1**0.5 * (jax.grad(inc)(x) - derivs[0][i]))
+        if c2 > 0:
+            parts.append(c2**0.5 * jnp.ravel(jax.hessian(inc)(x) - derivs[1][i]))
+        return weight**0.5 * jnp.concatenate(parts)
+
+    return residual
+
+
+def refine_map(
+    net: RecurrentMap,
+    kind: str,
+    data: tuple,
+    du=None,
+    *,
+    jacobian_weight: float = 1.0,
+    hessian_weight: float = 0.0,
+    config=None,
+) -> tuple[RecurrentMap, list]:
+    """Refine a trained map by Levenberg-Marquardt, one subnetwork at a time, on the loss ``kind``.
+
+    Args:
+        net: the trained map.
+        kind, du, jacobian_weight, hessian_weight: the loss, as for :func:`map_loss`.
+        data: ``(q, z, target[, J[, H]])`` standardised training pairs, as for the training loss.
+        config: a :class:`~neurosurrogate.surrogates.levenberg_marquardt.LMConfig` (steps per subnetwork, chunk,
+            damping, progress).
+
+    Returns:
+        ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
+        trained map's mean squared residual).
+    """
+    from .levenberg_marquardt import LMConfig, levenberg_marquardt
+
+    config = config or LMConfig()
+    if kind == "state":
+        weights = np.ones(net.n_state)
+    elif du is None:
+        raise ValueError(f"loss={kind!r} needs the training increments du to set its weights")
+    else:
+        weights = np.asarray(increment_weights(du))
+    results = []
+    for i in range(net.n_state):
+        fn = subnetwork_residuals(
+            i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
+        )
+        label = f"{config.label} subnetwork {i + 1}/{net.n_state}"
+        out = levenberg_marquardt(
+            fn, net.subnetwork(i), data, context=net, config=dataclasses.replace(config, label=label)
+        )
+        net = net.with_subnetwork(i, out.params)
+        results.append(out)
+    return net, results
+
+
 #: the training losses of the map: "state" (eq. 16, MSE of the standardised u(t + dt)), "increment" and "sobolev"
 MAP_LOSSES = ("state", "increment", "sobolev")
 
@@ -368,6 +469,7 @@ def save_map(path, net: RecurrentMap):
         "n_hidden": net.n_hidden,
         "f": net.f,
         "g": net.g,
+        "dtype": str(net.a.dtype),
     }
     buf = io.BytesIO()
     buf.write((json.dumps(header) + "\n").encode())
@@ -397,6 +499,9 @@ def load_map(path) -> RecurrentMap:
             f=tuple(header["f"]) if isinstance(header["f"], list) else header["f"],
             g=tuple(header["g"]) if isinstance(header["g"], list) else header["g"],
         )
+        # the stored precision, whatever jax_enable_x64 says now (maps are trained in float32)
+        dtype = np.dtype(header.get("dtype", "float32"))
+        template = jax.tree_util.tree_map(lambda x: x.astype(dtype) if eqx.is_inexact_array(x) else x, template)
         try:
             return eqx.tree_deserialise_leaves(fh, template)
         except Exception as exc:
