@@ -9,7 +9,8 @@ further than thousands of epochs. Each step solves
 
 with J^T J and J^T r summed over chunks of samples (memory stays at chunk x residuals x parameters), all in float64
 (J^T J of a neural network has a condition number far beyond float32). A step that lowers the sum of squared residuals
-is kept and lambda shrinks 3x; otherwise lambda grows 4x and the step is retried. Damping is scaled by the largest
+is kept and lambda shrinks by up to 3x, by how well the linearised residuals predicted the decrease (Nielsen's rule);
+otherwise lambda grows (2x, 4x, 8x, ... in a row) and the step is retried. Damping is scaled by the largest
 diagonal entry, not per parameter (Marquardt's diag(J^T J)): hidden units that barely contribute have near-zero
 diagonal entries, and per-parameter damping lets their steps explode.
 
@@ -40,7 +41,7 @@ class LMConfig:
     """Settings of :func:`levenberg_marquardt`.
 
     Attributes:
-        steps: Gauss-Newton steps (accepted or not; a rejected step costs one extra pass over the data).
+        steps: accepted Gauss-Newton steps (a rejected trial costs one extra pass over the data, no new J^T J).
         chunk: samples per chunk when summing J^T J and J^T r.
         damping: initial lambda, relative to the largest diagonal entry of J^T J.
         max_damping: stop (converged) when no step with lambda up to this lowers the residuals.
@@ -149,28 +150,31 @@ def levenberg_marquardt(
             progress.start()
             task = progress.add_task(config.label, total=config.steps, msg="")
         try:
-            step = 0
-            while step < config.steps and not converged:
+            nu = 2.0
+            while len(history) - 1 < config.steps and not converged:
                 jtj, jtr, cur = 0.0, 0.0, 0.0
                 for b in chunks:
                     a_, g_, s_ = normal_eq(theta, ctx, *b)
                     jtj, jtr, cur = jtj + a_, jtr + g_, cur + s_
                 scale = float(jnp.max(jnp.diag(jtj)))
                 eye = jnp.eye(theta.shape[0])
-                while step < config.steps:
-                    step += 1
-                    cand = theta - jnp.linalg.solve(jtj + lam * scale * eye, jtr)
+                while True:  # retry with more damping until the step lowers the residuals
+                    delta = jnp.linalg.solve(jtj + lam * scale * eye, jtr)
+                    cand = theta - delta
                     new = total_sse(cand) if bool(jnp.all(jnp.isfinite(cand))) else np.inf
-                    if progress is not None:
-                        progress.update(task, advance=1, msg=f"loss {history[-1]:.3e}  lambda {lam:.1e}")
-                    if np.isfinite(new) and new < float(cur):
-                        theta, lam = cand, max(lam / 3.0, 1e-15)
+                    predicted = float(2.0 * delta @ jtr - delta @ (jtj @ delta))  # of the linearised residuals
+                    if np.isfinite(new) and new < float(cur) and predicted > 0:
+                        # Nielsen's update: shrink lambda by how well the linear model predicted the decrease
+                        rho = (float(cur) - new) / predicted
+                        theta, lam, nu = cand, max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-15), 2.0
                         history.append(new / n)
                         break
-                    lam *= 4.0
+                    lam, nu = lam * nu, nu * 2.0
                     if lam > config.max_damping:
                         converged = True
                         break
+                if progress is not None:
+                    progress.update(task, completed=len(history) - 1, msg=f"loss {history[-1]:.3e}  lambda {lam:.1e}")
         finally:
             if progress is not None:
                 progress.stop()
