@@ -567,3 +567,41 @@ def test_levenberg_marquardt_refinement_lowers_held_out_errors(small_pairs):
     assert np.all(after < 0.2 * before), (before, after)
     assert np.all(after[:2] < 0.05 * before[:2]), (before, after)
     assert refined.a.dtype == jnp.float32 and refined.f == res.model.f
+
+
+def test_refinement_checkpoints_and_resumes_after_an_interruption(small_pairs, tmp_path, monkeypatch):
+    """An interruption during subnetwork 2 loses only that subnetwork: the resumed refinement equals the
+    uninterrupted one exactly."""
+    import neurosurrogate.surrogates.levenberg_marquardt as lm_module
+
+    _, ds = small_pairs
+    p, u, v = pairs_arrays(ds)
+    data = tuple(np.asarray(x[:2000]) for x in (p, u, v))
+    net = RecurrentMap.init(jax.random.PRNGKey(1), n_hidden=8)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    cfg = LMConfig(steps=4)
+    full, full_res = refine_map(net, "state", data, config=cfg)
+    real = lm_module.levenberg_marquardt
+    calls = []
+
+    def interrupted(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(lm_module, "levenberg_marquardt", interrupted)
+    ckpt = tmp_path / "refine.eqx"
+    with pytest.raises(KeyboardInterrupt):
+        refine_map(net, "state", data, config=cfg, checkpoint=ckpt)
+    assert len(json.loads((tmp_path / "refine.eqx.json").read_text())["done"]) == 1
+    calls.clear()
+    monkeypatch.setattr(lm_module, "levenberg_marquardt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed, res = refine_map(net, "state", data, config=cfg, checkpoint=ckpt, resume=True)
+    assert len(calls) == 2  # subnetwork 1 came from the checkpoint
+    for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(full), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r.history for r in res] == [r.history for r in full_res]
+    # a record written with other settings is not resumed from
+    again, _ = refine_map(net, "state", data, config=LMConfig(steps=2), checkpoint=ckpt, resume=True)
+    assert not np.array_equal(np.asarray(again.b), np.asarray(full.b))

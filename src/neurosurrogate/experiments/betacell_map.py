@@ -374,6 +374,8 @@ def fit_map(
             jacobian_weight=cfg.jacobian_weight,
             hessian_weight=cfg.hessian_weight,
             config=LMConfig(steps=cfg.refine_steps, progress=progress),
+            checkpoint=None if checkpoint is None else Path(checkpoint).with_suffix(".refine.eqx"),
+            resume=resume,
         )
         res = dataclasses.replace(res, model=model)
         refine = {

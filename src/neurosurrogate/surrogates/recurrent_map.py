@@ -397,6 +397,8 @@ def refine_map(
     jacobian_weight: float = 1.0,
     hessian_weight: float = 0.0,
     config=None,
+    checkpoint=None,
+    resume: bool = False,
 ) -> tuple[RecurrentMap, list]:
     """Refine a trained map by Levenberg-Marquardt, one subnetwork at a time, on the loss ``kind``.
 
@@ -406,6 +408,9 @@ def refine_map(
         data: ``(q, z, target[, J[, H]])`` standardised training pairs, as for the training loss.
         config: a :class:`~neurosurrogate.surrogates.levenberg_marquardt.LMConfig` (steps per subnetwork, chunk,
             damping, progress).
+        checkpoint: a file: after each subnetwork the map is written there (``save_map``) with a JSON record beside
+            it (``<checkpoint>.json``); ``resume=True`` continues after the last finished subnetwork if the record
+            was written with the same loss, steps and number of pairs.
 
     Returns:
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
@@ -420,8 +425,22 @@ def refine_map(
         raise ValueError(f"loss={kind!r} needs the training increments du to set its weights")
     else:
         weights = np.asarray(increment_weights(du))
+    from pathlib import Path
+
+    from .._io import atomic_write_json
+    from .levenberg_marquardt import LMResult
+
+    settings = {"loss": kind, "steps": config.steps, "pairs": int(np.shape(data[0])[0])}
+    record = Path(f"{checkpoint}.json") if checkpoint is not None else None
     results = []
-    for i in range(net.n_state):
+    if resume and record is not None and record.exists() and Path(checkpoint).exists():
+        import json
+
+        saved = json.loads(record.read_text())
+        if saved.get("settings") == settings:
+            net = load_map(checkpoint)
+            results = [LMResult(params=None, history=h, converged=c) for h, c in saved["done"]]
+    for i in range(len(results), net.n_state):
         fn = subnetwork_residuals(
             i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
         )
@@ -431,6 +450,11 @@ def refine_map(
         )
         net = net.with_subnetwork(i, out.params)
         results.append(out)
+        if record is not None:  # the map first, then the record that says it is complete up to subnetwork i
+            save_map(checkpoint, net)
+            atomic_write_json(
+                record, {"settings": settings, "done": [[r.history, r.converged] for r in results]}
+            )
     return net, results
 
 
