@@ -72,7 +72,7 @@ def betacell_map_command(
         int,
         typer.Option(
             help="Levenberg-Marquardt steps per subnetwork after Adam, on the same loss (0 = none, the paper's "
-            "training); e.g. 400 with --loss sobolev gives the best fixed points (docs/betacell.md)"
+            "training); e.g. 800 with --loss sobolev gives the best fixed points (docs/betacell.md)"
         ),
     ] = 0,
     refine_pairs: Annotated[int, typer.Option(help="training pairs used by the refinement (random subset)")] = 20_000,

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 __all__ = ["LMConfig", "LMResult", "levenberg_marquardt"]
 
@@ -138,28 +139,21 @@ def levenberg_marquardt(
         start = total_sse(theta)
         if not np.isfinite(start):
             raise ValueError("the residuals are not finite at the starting parameters; refine a trained model")
-        history, lam, converged = [start / n], config.damping, False
-        progress = task = None
-        if config.progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[msg]}"),
-            )  # fmt: skip
-            progress.start()
-            task = progress.add_task(config.label, total=config.steps, msg="")
-        try:
-            nu = 2.0
+        history, lam, nu, converged = [start / n], config.damping, 2.0, False
+        columns = (
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            TextColumn("{task.fields[msg]}"),
+        )  # fmt: skip
+        with Progress(*columns, disable=not config.progress) as bar:
+            task = bar.add_task(config.label, total=config.steps, msg="")
             while len(history) - 1 < config.steps and not converged:
                 jtj, jtr, cur = 0.0, 0.0, 0.0
                 for b in chunks:
                     a_, g_, s_ = normal_eq(theta, ctx, *b)
                     jtj, jtr, cur = jtj + a_, jtr + g_, cur + s_
-                scale = float(jnp.max(jnp.diag(jtj)))
-                eye = jnp.eye(theta.shape[0])
+                damping = float(jnp.max(jnp.diag(jtj))) * jnp.eye(theta.shape[0])
                 while True:  # retry with more damping until the step lowers the residuals
-                    delta = jnp.linalg.solve(jtj + lam * scale * eye, jtr)
+                    delta = jnp.linalg.solve(jtj + lam * damping, jtr)
                     cand = theta - delta
                     new = total_sse(cand) if bool(jnp.all(jnp.isfinite(cand))) else np.inf
                     predicted = float(2.0 * delta @ jtr - delta @ (jtj @ delta))  # of the linearised residuals
@@ -173,11 +167,7 @@ def levenberg_marquardt(
                     if lam > config.max_damping:
                         converged = True
                         break
-                if progress is not None:
-                    progress.update(task, completed=len(history) - 1, msg=f"loss {history[-1]:.3e}  lambda {lam:.1e}")
-        finally:
-            if progress is not None:
-                progress.stop()
+                bar.update(task, completed=len(history) - 1, msg=f"loss {history[-1]:.3e}  lambda {lam:.1e}")
         out = unravel(theta)
     out = jax.tree_util.tree_map(lambda x, d: jnp.asarray(np.asarray(x), d), out, dtypes)
     return LMResult(params=out, history=history, converged=converged)

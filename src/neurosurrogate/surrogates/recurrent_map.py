@@ -19,13 +19,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
+
+from .._io import atomic_write_bytes, atomic_write_json
+from . import levenberg_marquardt as lm
 
 __all__ = [
     "ACTIVATIONS",
@@ -416,36 +421,27 @@ def refine_map(
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
         trained map's mean squared residual).
     """
-    from .levenberg_marquardt import LMConfig, levenberg_marquardt
-
-    config = config or LMConfig()
+    config = config or lm.LMConfig()
     if kind == "state":
         weights = np.ones(net.n_state)
     elif du is None:
         raise ValueError(f"loss={kind!r} needs the training increments du to set its weights")
     else:
         weights = np.asarray(increment_weights(du))
-    from pathlib import Path
-
-    from .._io import atomic_write_json
-    from .levenberg_marquardt import LMResult
-
     settings = {"loss": kind, "steps": config.steps, "pairs": int(np.shape(data[0])[0])}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
     results = []
     if resume and record is not None and record.exists() and Path(checkpoint).exists():
-        import json
-
         saved = json.loads(record.read_text())
         if saved.get("settings") == settings:
             net = load_map(checkpoint)
-            results = [LMResult(params=None, history=h, converged=c) for h, c in saved["done"]]
+            results = [lm.LMResult(params=None, history=h, converged=c) for h, c in saved["done"]]
     for i in range(len(results), net.n_state):
         fn = subnetwork_residuals(
             i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
         )
         label = f"{config.label} subnetwork {i + 1}/{net.n_state}"
-        out = levenberg_marquardt(
+        out = lm.levenberg_marquardt(
             fn, net.subnetwork(i), data, context=net, config=dataclasses.replace(config, label=label)
         )
         net = net.with_subnetwork(i, out.params)
@@ -481,9 +477,6 @@ def map_loss(
 def save_map(path, net: RecurrentMap):
     """Write ``net`` atomically: one JSON header line (sizes, activations) followed by the Equinox leaves."""
     import io
-    import json
-
-    from .._io import atomic_write_bytes
 
     header = {
         "format": "neurosurrogate-recurrent-map",
@@ -503,8 +496,6 @@ def save_map(path, net: RecurrentMap):
 
 def load_map(path) -> RecurrentMap:
     """Read a map written by :func:`save_map` (sizes and activations come from the file's header)."""
-    import json
-
     with open(path, "rb") as fh:
         first = fh.readline()
         try:
