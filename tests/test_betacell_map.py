@@ -382,6 +382,12 @@ def test_cli_rejects_bad_dt(tmp_path):
         res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--start-s", bad_s, "--out", str(out)])
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
         assert not out.exists()
+    for bad_steps, message in (("80O", "one whole number or three"), ("800,800", "pass one count >= 0 or 3")):
+        res = CliRunner().invoke(
+            app, ["reproduce", "betacell-map", "--quick", "--refine-steps", bad_steps, "--out", str(out)]
+        )
+        assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
+        assert not out.exists()
 
 
 def test_short_transient_and_wider_start_s_reach_the_fixed_points_s():
@@ -594,7 +600,8 @@ def test_refinement_checkpoints_and_resumes_after_an_interruption(small_pairs, t
     ckpt = tmp_path / "refine.eqx"
     with pytest.raises(KeyboardInterrupt):
         refine_map(net, "state", data, config=cfg, checkpoint=ckpt)
-    assert len(json.loads((tmp_path / "refine.eqx.json").read_text())["done"]) == 1
+    done = json.loads((tmp_path / "refine.eqx.json").read_text())["done"]
+    assert [d is not None for d in done] == [True, False, False]
     calls.clear()
     monkeypatch.setattr(lm_module, "levenberg_marquardt", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed, res = refine_map(net, "state", data, config=cfg, checkpoint=ckpt, resume=True)
@@ -605,3 +612,34 @@ def test_refinement_checkpoints_and_resumes_after_an_interruption(small_pairs, t
     # a record written with other settings is not resumed from
     again, _ = refine_map(net, "state", data, config=LMConfig(steps=2), checkpoint=ckpt, resume=True)
     assert not np.array_equal(np.asarray(again.b), np.asarray(full.b))
+
+
+def test_refinement_steps_per_subnetwork_and_resume_with_more_steps_for_one(small_pairs, tmp_path, monkeypatch):
+    """Per-variable step counts; resuming a finished refinement with more steps for S alone refines only S, from the
+    map given (not from the stored, already refined S), and equals a fresh refinement with those counts."""
+    import neurosurrogate.surrogates.levenberg_marquardt as lm_module
+
+    _, ds = small_pairs
+    p, u, v = pairs_arrays(ds)
+    data = tuple(np.asarray(x[:2000]) for x in (p, u, v))
+    net = RecurrentMap.init(jax.random.PRNGKey(2), n_hidden=8)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    ckpt = tmp_path / "refine.eqx"
+    _, first = refine_map(net, "state", data, config=LMConfig(), steps=3, checkpoint=ckpt)
+    assert [len(r.history) - 1 for r in first] == [3, 3, 3]
+    fresh, fresh_res = refine_map(net, "state", data, steps=(3, 3, 6))
+    assert [len(r.history) - 1 for r in fresh_res] == [3, 3, 6]
+    real, calls = lm_module.levenberg_marquardt, []
+    monkeypatch.setattr(lm_module, "levenberg_marquardt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    resumed, res = refine_map(net, "state", data, steps=(3, 3, 6), checkpoint=ckpt, resume=True)
+    assert len(calls) == 1  # V and n came from the checkpoint
+    for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(fresh), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r.history for r in res] == [r.history for r in fresh_res]
+    # zero steps leaves a subnetwork as trained
+    kept, _ = refine_map(net, "state", data, steps=(0, 2, 0))
+    np.testing.assert_array_equal(np.asarray(kept.b)[0], np.asarray(net.b)[0])
+    assert not np.array_equal(np.asarray(kept.b)[1], np.asarray(net.b)[1])
+    for bad in (-1, (3, 3), (1, 2, 1.5)):
+        with pytest.raises(ValueError, match="refine steps"):
+            refine_map(net, "state", data, steps=bad)

@@ -69,12 +69,13 @@ def betacell_map_command(
         ),
     ] = None,
     refine_steps: Annotated[
-        int,
+        str,
         typer.Option(
             help="Levenberg-Marquardt steps per subnetwork after Adam, on the same loss (0 = none, the paper's "
-            "training); e.g. 800 with --loss sobolev gives the best fixed points (docs/betacell.md)"
+            "training): one count, or 'V,n,S' counts; e.g. 800 with --loss sobolev gives the best fixed points of "
+            "the original system, 800,800,1600 those of the modified one (docs/betacell.md)"
         ),
-    ] = 0,
+    ] = "0",
     refine_pairs: Annotated[int, typer.Option(help="training pairs used by the refinement (random subset)")] = 20_000,
     resume: Annotated[bool, typer.Option("--resume", help="continue training from checkpoints in OUT")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
@@ -92,7 +93,6 @@ def betacell_map_command(
         "weight_decay": weight_decay,
         "f": f,
         "g": g,
-        "refine_steps": refine_steps,
         "refine_pairs": refine_pairs,
     }
     if dt:
@@ -107,6 +107,13 @@ def betacell_map_command(
             if len(parts) != 2:
                 raise ValueError(f"--start-s {start_s!r}: pass two numbers 'LO,HI', e.g. 0.17,0.25")
             overrides["start_s"] = (float(parts[0]), float(parts[1]))
+        try:
+            counts = [int(x) for x in refine_steps.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--refine-steps {refine_steps!r}: pass one whole number or three 'V,n,S', e.g. 800 or 800,800,1600"
+            ) from None
+        overrides["refine_steps"] = counts[0] if len(counts) == 1 else tuple(counts)
         cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None

@@ -55,6 +55,7 @@ from ..surrogates.recurrent_map import (
     load_map,
     map_loss,
     refine_map,
+    refine_steps_per_subnetwork,
     save_map,
 )
 from ..surrogates.training import TrainConfig, train
@@ -102,8 +103,9 @@ class BetaCellMapConfig:
         jacobian_weight, hessian_weight: weights c_1, c_2 of the first and second derivatives in the ``"sobolev"``
             loss (c_2 = 0: Jacobians only; c_2 > 0 also computes the flow's Hessians, about 3x the training cost).
         refine_steps: Levenberg-Marquardt steps per subnetwork after Adam (:func:`refine_map`, on the same loss; 0 =
-            none, the paper's training). Damped Gauss-Newton reaches errors Adam stalls above: the slow variable's
-            increment error, which sets the fixed-point distance, falls several-fold in a few hundred steps.
+            none, the paper's training), one count for all or one per variable (V, n, S). Damped Gauss-Newton
+            reaches errors Adam stalls above: the slow variable's increment error, which sets the fixed-point
+            distance, falls several-fold in a few hundred steps.
         refine_pairs: training pairs used by the refinement (a random subset; J^T J costs pairs x parameters^2).
         seed: seed of data and weights.
         n_bif: V_S values of the bifurcation diagrams.
@@ -132,7 +134,7 @@ class BetaCellMapConfig:
     jacobian_weight: float = 10.0
     hessian_weight: float = 0.0
     weight_decay: float = 0.0
-    refine_steps: int = 0
+    refine_steps: int | tuple[int, ...] = 0
     refine_pairs: int = 20_000
     val_fraction: float = 0.1
     seed: int = 0
@@ -158,11 +160,9 @@ class BetaCellMapConfig:
             raise ValueError(
                 f"jacobian_weight={self.jacobian_weight}, hessian_weight={self.hessian_weight}; pass values >= 0"
             )
-        if self.refine_steps < 0 or self.refine_pairs < 1:
-            raise ValueError(
-                f"refine_steps={self.refine_steps}, refine_pairs={self.refine_pairs}; pass refine_steps >= 0 (0 = no "
-                "refinement) and refine_pairs >= 1"
-            )
+        refine_steps_per_subnetwork(self.refine_steps, 3)  # raises on a bad count
+        if self.refine_pairs < 1:
+            raise ValueError(f"refine_pairs={self.refine_pairs}; pass refine_pairs >= 1")
         s_ok = self.start_s is None or (len(self.start_s) == 2 and 0.0 <= self.start_s[0] < self.start_s[1] <= 1.0)
         if not s_ok:
             raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
@@ -363,7 +363,7 @@ def fit_map(
         val_data=tuple(x[iv] for x in data) if n_val else None,
     )
     refine = None
-    if cfg.refine_steps > 0:  # Levenberg-Marquardt on a random subset of the training pairs, same loss
+    if any(refine_steps_per_subnetwork(cfg.refine_steps, 3)):  # Levenberg-Marquardt on a subset of the pairs, same loss
         t_lm = time.perf_counter()
         sub = np.sort(np.random.default_rng(cfg.seed + 1).permutation(it)[: cfg.refine_pairs])
         model, lm = refine_map(
@@ -373,7 +373,8 @@ def fit_map(
             du[it],
             jacobian_weight=cfg.jacobian_weight,
             hessian_weight=cfg.hessian_weight,
-            config=LMConfig(steps=cfg.refine_steps, progress=progress),
+            config=LMConfig(progress=progress),
+            steps=cfg.refine_steps,
             checkpoint=None if checkpoint is None else Path(checkpoint).with_suffix(".refine.eqx"),
             resume=resume,
         )

@@ -47,6 +47,7 @@ __all__ = [
     "sobolev_mse",
     "standardised_mse",
     "refine_map",
+    "refine_steps_per_subnetwork",
     "subnetwork_residuals",
 ]
 
@@ -402,6 +403,7 @@ def refine_map(
     jacobian_weight: float = 1.0,
     hessian_weight: float = 0.0,
     config=None,
+    steps=None,
     checkpoint=None,
     resume: bool = False,
 ) -> tuple[RecurrentMap, list]:
@@ -413,9 +415,12 @@ def refine_map(
         data: ``(q, z, target[, J[, H]])`` standardised training pairs, as for the training loss.
         config: a :class:`~neurosurrogate.surrogates.levenberg_marquardt.LMConfig` (steps per subnetwork, chunk,
             damping, progress).
+        steps: accepted steps per subnetwork, one number for all or one per variable (e.g. more for the slow S);
+            None: ``config.steps``.
         checkpoint: a file: after each subnetwork the map is written there (``save_map``) with a JSON record beside
-            it (``<checkpoint>.json``); ``resume=True`` continues after the last finished subnetwork if the record
-            was written with the same loss, steps and number of pairs.
+            it (``<checkpoint>.json``); ``resume=True`` keeps every finished subnetwork whose loss, number of pairs
+            and steps match and refines the others from ``net``. Each variable's increment depends only on its own
+            subnetwork, so this equals an uninterrupted refinement.
 
     Returns:
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
@@ -428,30 +433,48 @@ def refine_map(
         raise ValueError(f"loss={kind!r} needs the training increments du to set its weights")
     else:
         weights = np.asarray(increment_weights(du))
-    settings = {"loss": kind, "steps": config.steps, "pairs": int(np.shape(data[0])[0])}
+    per_net = refine_steps_per_subnetwork(config.steps if steps is None else steps, net.n_state)
+    settings = {"loss": kind, "pairs": int(np.shape(data[0])[0])}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
-    results = []
+    done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged"} once refined
     if resume and record is not None and record.exists() and Path(checkpoint).exists():
         saved = json.loads(record.read_text())
-        if saved.get("settings") == settings:
-            net = load_map(checkpoint)
-            results = [lm.LMResult(params=None, history=h, converged=c) for h, c in saved["done"]]
-    for i in range(len(results), net.n_state):
+        if saved.get("settings") == settings and len(saved.get("done", [])) == net.n_state:
+            stored = load_map(checkpoint)
+            for i, entry in enumerate(saved["done"]):
+                if entry is not None and entry["steps"] == per_net[i]:
+                    net = net.with_subnetwork(i, stored.subnetwork(i))
+                    done[i] = entry
+    results: list = [None] * net.n_state
+    for i in range(net.n_state):
+        if done[i] is not None:
+            results[i] = lm.LMResult(params=None, history=done[i]["history"], converged=done[i]["converged"])
+            continue
         fn = subnetwork_residuals(
             i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
         )
         label = f"{config.label} subnetwork {i + 1}/{net.n_state}"
         out = lm.levenberg_marquardt(
-            fn, net.subnetwork(i), data, context=net, config=dataclasses.replace(config, label=label)
+            fn, net.subnetwork(i), data, context=net, config=dataclasses.replace(config, steps=per_net[i], label=label)
         )
         net = net.with_subnetwork(i, out.params)
-        results.append(out)
-        if record is not None:  # the map first, then the record that says it is complete up to subnetwork i
+        results[i] = out
+        done[i] = {"steps": per_net[i], "history": out.history, "converged": out.converged}
+        if record is not None:  # the map first, then the record that says which subnetworks it holds refined
             save_map(checkpoint, net)
-            atomic_write_json(
-                record, {"settings": settings, "done": [[r.history, r.converged] for r in results]}
-            )
+            atomic_write_json(record, {"settings": settings, "done": done})
     return net, results
+
+
+def refine_steps_per_subnetwork(steps, n_state: int) -> list[int]:
+    """``steps`` (one count for all subnetworks or one per variable) as a list of ``n_state`` counts >= 0."""
+    counts = [steps] * n_state if np.ndim(steps) == 0 else list(steps)
+    if len(counts) != n_state or any(int(c) != c or c < 0 for c in counts):
+        raise ValueError(
+            f"refine steps={steps!r}; pass one count >= 0 or {n_state} counts (one per variable), e.g. 800 or "
+            f"{','.join(['800'] * (n_state - 1) + ['1600'])}"
+        )
+    return [int(c) for c in counts]
 
 
 #: the training losses of the map: "state" (eq. 16, MSE of the standardised u(t + dt)), "increment" and "sobolev"
