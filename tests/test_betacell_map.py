@@ -643,3 +643,25 @@ def test_refinement_steps_per_subnetwork_and_resume_with_more_steps_for_one(smal
     for bad in (-1, (3, 3), (1, 2, 1.5)):
         with pytest.raises(ValueError, match="refine steps"):
             refine_map(net, "state", data, steps=bad)
+
+
+def test_refinement_is_not_resumed_under_other_derivative_weights(small_pairs, tmp_path, monkeypatch):
+    """The sobolev residuals depend on the derivative weights: a record written under other weights is not reused."""
+    import neurosurrogate.surrogates.levenberg_marquardt as lm_module
+
+    _, ds = small_pairs
+    part = ds.isel(sample=slice(0, 500))
+    p, u, _ = pairs_arrays(part)
+    du = pairs_arrays(part, target="increment")[2]
+    (J,) = flow_derivatives(part)
+    data = (np.asarray(p), np.asarray(u), np.asarray(du), J)
+    net = RecurrentMap.init(jax.random.PRNGKey(3), n_hidden=8)
+    net = net.with_standardisation(ds["m_u"].values, ds["s_u"].values, ds["m_p"].values, ds["s_p"].values)
+    ckpt = tmp_path / "refine.eqx"
+    refine_map(net, "sobolev", data, du, jacobian_weight=10.0, steps=1, checkpoint=ckpt)
+    real, calls = lm_module.levenberg_marquardt, []
+    monkeypatch.setattr(lm_module, "levenberg_marquardt", lambda *a, **k: calls.append(1) or real(*a, **k))
+    refine_map(net, "sobolev", data, du, jacobian_weight=10.0, steps=1, checkpoint=ckpt, resume=True)
+    assert len(calls) == 0
+    refine_map(net, "sobolev", data, du, jacobian_weight=1.0, steps=1, checkpoint=ckpt, resume=True)
+    assert len(calls) == 3

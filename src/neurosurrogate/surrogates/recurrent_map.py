@@ -418,9 +418,9 @@ def refine_map(
         steps: accepted steps per subnetwork, one number for all or one per variable (e.g. more for the slow S);
             None: ``config.steps``.
         checkpoint: a file: after each subnetwork the map is written there (``save_map``) with a JSON record beside
-            it (``<checkpoint>.json``); ``resume=True`` keeps every finished subnetwork whose loss, number of pairs
-            and steps match and refines the others from ``net``. Each variable's increment depends only on its own
-            subnetwork, so this equals an uninterrupted refinement.
+            it (``<checkpoint>.json``); ``resume=True`` keeps every finished subnetwork whose loss (and its
+            derivative weights), number of pairs and steps match and refines the others from ``net``. Each
+            variable's increment depends only on its own subnetwork, so this equals an uninterrupted refinement.
 
     Returns:
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
@@ -435,6 +435,8 @@ def refine_map(
         weights = np.asarray(increment_weights(du))
     per_net = refine_steps_per_subnetwork(config.steps if steps is None else steps, net.n_state)
     settings = {"loss": kind, "pairs": int(np.shape(data[0])[0])}
+    if kind == "sobolev":  # the derivative weights change the residuals, so a refinement under others is not reused
+        settings |= {"jacobian_weight": jacobian_weight, "hessian_weight": hessian_weight}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
     done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged"} once refined
     if resume and record is not None and record.exists() and Path(checkpoint).exists():
