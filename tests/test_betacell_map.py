@@ -260,6 +260,7 @@ def test_dataset_and_quick_training(small_pairs):
     pts = ds2["u"].values[ds2["chunk"].values == c] * ds2["s_u"].values + ds2["m_u"].values
     assert sep["min_distance"][0] == pytest.approx(np.linalg.norm(pts - u_star, axis=1).min(), rel=1e-5)
     assert sep["S_star"][0] == pytest.approx(u_star[2], rel=1e-9)
+    assert sep["S_headroom"][0] == pytest.approx((pts[:, 2].max() - u_star[2]) / ds2["s_u"].values[2], rel=1e-5)
     assert np.all(sep["min_distance"] > 1e-3)  # the fixed point is never in the data
     net = RecurrentMap.init(jax.random.PRNGKey(0), n_hidden=32)
     net = net.with_standardisation(ds2["m_u"].values, ds2["s_u"].values, ds2["m_p"].values, ds2["s_p"].values)

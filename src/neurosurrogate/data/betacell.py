@@ -298,7 +298,9 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
     Returns arrays over the chunks, sorted by V_S: ``V_S``; ``min_distance``, the smallest Euclidean distance in
     physical units (V mV, n, S) from the chunk's fixed point to the chunk's stored points (a subset of the chunk when
     the store keeps ``max_pairs``); ``S_min``, ``S_max``, the chunk's range of S; ``S_star``, the fixed point's S and
-    ``S_star_standardised``, the same in the data's standardised units (eq. 10).
+    ``S_star_standardised``, the same in the data's standardised units (eq. 10); ``S_headroom``, how far the chunk's S
+    reaches beyond the fixed point's, (S_max - S_star) / s_S (negative: the fixed point's S lies above all of the
+    chunk's data, so the map extrapolates in S there).
     """
     model = BetaCell.from_name(ds.attrs["system"])
     m_u, s_u = ds["m_u"].values, ds["s_u"].values
@@ -324,4 +326,5 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
         "S_max": np.asarray(s_max)[order],
         "S_star": u_star[keep_arr, 2],
         "S_star_standardised": (u_star[keep_arr, 2] - m_u[2]) / s_u[2],
+        "S_headroom": (np.asarray(s_max)[order] - u_star[keep_arr, 2]) / s_u[2],
     }

@@ -685,6 +685,8 @@ def run_betacell_map(
             "min_distance_to_fixed_point": float(sep["min_distance"].min()),
             "max_fixed_point_S_standardised": float(sep["S_star_standardised"].max()),
             "data_S_range": [float(sep["S_min"].min()), float(sep["S_max"].max())],
+            # chunks whose S reaches the fixed point's: where none near a V_S do, the map extrapolates in S to u*
+            "chunks_reaching_fixed_point_S": float(np.mean(sep["S_headroom"] >= 0)),
         }
         _fig_data_separation(run.figure("data_separation"), sep)
         figures.append(
