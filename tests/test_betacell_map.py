@@ -383,6 +383,13 @@ def test_cli_rejects_bad_dt(tmp_path):
         res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--start-s", bad_s, "--out", str(out)])
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
         assert not out.exists()
+    bad_data = (("--n-chunks", "n_chunks=0"), ("--chunk-time", "chunk_time=0.001"), ("--transient", "transient=-1.0"))
+    for option, echo in bad_data:
+        value = echo.split("=")[1]
+        res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", option, value, "--out", str(out)])
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and echo in text and "a chunk longer than the time step" in text, res.output
+        assert not out.exists()
     for bad_steps, message in (("80O", "one whole number or three"), ("800,800", "pass one count >= 0 or 3")):
         res = CliRunner().invoke(
             app, ["reproduce", "betacell-map", "--quick", "--refine-steps", bad_steps, "--out", str(out)]

@@ -58,6 +58,10 @@ def betacell_map_command(
         ),
     ] = "tanh",
     g: Annotated[str, typer.Option("--g", help="activation g of eq. 13 (same forms as --f), e.g. 'identity'")] = "tanh",
+    n_chunks: Annotated[
+        int | None, typer.Option(help="training trajectory chunks, one random V_S and start each (default 100)")
+    ] = None,
+    chunk_time: Annotated[float | None, typer.Option(help="length of each training chunk, s (default 20)")] = None,
     transient: Annotated[
         float | None, typer.Option(help="time dropped from each training trajectory before recording, s (default 100)")
     ] = None,
@@ -101,6 +105,10 @@ def betacell_map_command(
         overrides["epochs"] = epochs
     if transient is not None:
         overrides["transient"] = transient
+    if n_chunks is not None:
+        overrides["n_chunks"] = n_chunks
+    if chunk_time is not None:
+        overrides["chunk_time"] = chunk_time
     try:
         if start_s is not None:
             parts = start_s.split(",")
