@@ -101,14 +101,8 @@ def betacell_map_command(
     }
     if dt:
         overrides["dts"] = tuple(dt)
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if transient is not None:
-        overrides["transient"] = transient
-    if n_chunks is not None:
-        overrides["n_chunks"] = n_chunks
-    if chunk_time is not None:
-        overrides["chunk_time"] = chunk_time
+    optional = {"epochs": epochs, "transient": transient, "n_chunks": n_chunks, "chunk_time": chunk_time}
+    overrides |= {name: value for name, value in optional.items() if value is not None}
     try:
         if start_s is not None:
             parts = start_s.split(",")

@@ -93,8 +93,8 @@ class MapDataConfig:
             raise ValueError(f"system={self.system!r}; use 'original' or 'modified'")
         if self.n_chunks < 1 or self.chunk_time <= self.dt or self.transient < 0:
             raise ValueError(
-                f"n_chunks={self.n_chunks}, chunk_time={self.chunk_time}, transient={self.transient}: need at least "
-                "one chunk, chunk_time > dt and transient >= 0"
+                f"n_chunks={self.n_chunks}, chunk_time={self.chunk_time}, transient={self.transient}; pass at least "
+                "one chunk, a chunk longer than the time step and a transient >= 0 (e.g. 100, 20.0, 100.0)"
             )
         lo, hi = self.v_s_range
         if not lo < hi:
@@ -319,12 +319,13 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
             s_max.append(pts[:, 2].max())
     order = np.argsort(v_s[keep])
     keep_arr = np.asarray(keep)[order]
+    s_max_sorted = np.asarray(s_max)[order]
     return {
         "V_S": v_s[keep_arr],
         "min_distance": np.asarray(dist)[order],
         "S_min": np.asarray(s_min)[order],
-        "S_max": np.asarray(s_max)[order],
+        "S_max": s_max_sorted,
         "S_star": u_star[keep_arr, 2],
         "S_star_standardised": (u_star[keep_arr, 2] - m_u[2]) / s_u[2],
-        "S_headroom": (np.asarray(s_max)[order] - u_star[keep_arr, 2]) / s_u[2],
+        "S_headroom": (s_max_sorted - u_star[keep_arr, 2]) / s_u[2],
     }

@@ -168,14 +168,10 @@ class BetaCellMapConfig:
             raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
         if not self.dts:
             raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
-        if self.n_chunks < 1 or self.chunk_time <= max(self.dts) or self.transient < 0:
-            raise ValueError(
-                f"n_chunks={self.n_chunks}, chunk_time={self.chunk_time}, transient={self.transient}; pass at least "
-                "one chunk, a chunk longer than the time step and a transient >= 0 (e.g. 100, 20.0, 100.0)"
-            )
         for dt in self.dts:
             if not any(abs(dt - d) < 1e-12 for d in ALLOWED_DT):
                 raise ValueError(f"dt={dt} is not supported; choose from {list(ALLOWED_DT)} s")
+            map_data_config(self, dt)  # raises on bad data settings (chunks, chunk length, transient)
 
     @classmethod
     def quick(cls, **overrides) -> BetaCellMapConfig:
