@@ -38,6 +38,22 @@ def test_noisy_fit_stops_at_the_least_squares_minimum():
     np.testing.assert_allclose(out.history[-1], np.mean(ref.fun**2), rtol=1e-7)
 
 
+def test_a_run_continued_from_its_damping_retraces_the_uninterrupted_run():
+    """lambda is the only state carried between steps: 3 steps, then 4 more from (params, damping), end where 7 do;
+    from the default damping instead the second half takes other steps."""
+    t = np.linspace(0.0, 5.0, 200)
+    y = 2.5 * np.exp(-1.3 * t) + 0.4
+    start = {"A": 1.0, "k": 0.5, "c": 0.0}
+    full = levenberg_marquardt(_decay_residual, start, (t, y), config=LMConfig(steps=7, damping=1e-2))
+    first = levenberg_marquardt(_decay_residual, start, (t, y), config=LMConfig(steps=3, damping=1e-2))
+    rest = levenberg_marquardt(_decay_residual, first.params, (t, y), config=LMConfig(steps=4, damping=first.damping))
+    # (the parameters come back in float32 between the halves)
+    np.testing.assert_allclose(first.history + rest.history[1:], full.history, rtol=1e-4)
+    assert full.damping != 1e-2 and first.damping != full.damping
+    other = levenberg_marquardt(_decay_residual, first.params, (t, y), config=LMConfig(steps=4, damping=1e-2))
+    assert not np.allclose(other.history, rest.history, rtol=1e-3)
+
+
 def test_bad_input_is_rejected():
     t = np.linspace(0.0, 1.0, 10)
     with pytest.raises(ValueError, match="leading sample axis"):

@@ -74,11 +74,14 @@ class LMResult:
         params: the refined parameters (same structure and dtypes as given).
         history: mean squared residual per sample, at the start and after every accepted step.
         converged: True if it stopped because no damped step lowered the residuals any more.
+        damping: lambda after the last accepted step; passed as ``LMConfig.damping`` to a later call from ``params``,
+            it continues the same sequence of steps (lambda is the only state carried between steps).
     """
 
     params: Any
     history: list[float]
     converged: bool
+    damping: float | None = None
 
 
 def _to64(tree):
@@ -170,4 +173,4 @@ def levenberg_marquardt(
                 bar.update(task, completed=len(history) - 1, msg=f"loss {history[-1]:.3e}  lambda {lam:.1e}")
         out = unravel(theta)
     out = jax.tree_util.tree_map(lambda x, d: jnp.asarray(np.asarray(x), d), out, dtypes)
-    return LMResult(params=out, history=history, converged=converged)
+    return LMResult(params=out, history=history, converged=converged, damping=float(min(lam, config.max_damping)))

@@ -419,8 +419,11 @@ def refine_map(
             None: ``config.steps``.
         checkpoint: a file: after each subnetwork the map is written there (``save_map``) with a JSON record beside
             it (``<checkpoint>.json``); ``resume=True`` keeps every finished subnetwork whose loss (and its
-            derivative weights), number of pairs and steps match and refines the others from ``net``. Each
-            variable's increment depends only on its own subnetwork, so this equals an uninterrupted refinement.
+            derivative weights) and number of pairs match: with the same steps as stored it is reused, with more it
+            continues from the stored subnetwork and its damping for the extra steps (one stopped as converged is
+            reused as it is), with fewer it is refined again from ``net``; the others are refined from ``net``. Each
+            variable's increment depends only on its own subnetwork, so this equals an uninterrupted refinement (up
+            to the float32 rounding of a stored subnetwork that is continued).
 
     Returns:
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
@@ -438,30 +441,40 @@ def refine_map(
     if kind == "sobolev":  # the derivative weights change the residuals, so a refinement under others is not reused
         settings |= {"jacobian_weight": jacobian_weight, "hessian_weight": hessian_weight}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
-    done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged"} once refined
+    done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged", "damping"} once refined
+    partial: list = [None] * net.n_state  # stored refinements with fewer steps than asked for: continued below
     if resume and record is not None and record.exists() and Path(checkpoint).exists():
         saved = json.loads(record.read_text())
         if saved.get("settings") == settings and len(saved.get("done", [])) == net.n_state:
             stored = load_map(checkpoint)
             for i, entry in enumerate(saved["done"]):
-                if entry is not None and entry["steps"] == per_net[i]:
-                    net = net.with_subnetwork(i, stored.subnetwork(i))
+                if entry is None or entry["steps"] > per_net[i]:
+                    continue
+                net = net.with_subnetwork(i, stored.subnetwork(i))
+                if entry["steps"] == per_net[i] or entry["converged"]:
                     done[i] = entry
+                else:
+                    partial[i] = entry
     results: list = [None] * net.n_state
     for i in range(net.n_state):
         if done[i] is not None:
-            results[i] = lm.LMResult(params=None, history=done[i]["history"], converged=done[i]["converged"])
+            results[i] = lm.LMResult(None, done[i]["history"], done[i]["converged"], done[i].get("damping"))
             continue
         fn = subnetwork_residuals(
             i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
         )
         label = f"{config.label} subnetwork {i + 1}/{net.n_state}"
-        out = lm.levenberg_marquardt(
-            fn, net.subnetwork(i), data, context=net, config=dataclasses.replace(config, steps=per_net[i], label=label)
-        )
+        run = dataclasses.replace(config, steps=per_net[i], label=label)
+        if partial[i] is not None:  # the extra steps, from the stored lambda (records written before it: the default)
+            run = dataclasses.replace(
+                run, steps=per_net[i] - partial[i]["steps"], damping=partial[i].get("damping") or config.damping
+            )
+        out = lm.levenberg_marquardt(fn, net.subnetwork(i), data, context=net, config=run)
+        if partial[i] is not None:
+            out.history = partial[i]["history"] + out.history[1:]
         net = net.with_subnetwork(i, out.params)
         results[i] = out
-        done[i] = {"steps": per_net[i], "history": out.history, "converged": out.converged}
+        done[i] = {"steps": per_net[i], "history": out.history, "converged": out.converged, "damping": out.damping}
         if record is not None:  # the map first, then the record that says which subnetworks it holds refined
             save_map(checkpoint, net)
             atomic_write_json(record, {"settings": settings, "done": done})
