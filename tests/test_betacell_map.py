@@ -3,6 +3,7 @@ bifurcation helpers, a smoke run of the reproduction and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -296,6 +297,34 @@ def test_dataset_and_quick_training(small_pairs):
         MapDataConfig(dt=0.01)
 
 
+def test_dataset_of_two_parts_keeps_each_parts_chunks_and_standardises_them_together():
+    """Attractor chunks plus fast transients (BetaCellMapConfig.fast_chunks): each part's pairs are those it gives
+    alone, the chunks are numbered on, and the eq. 10 constants are those of all pairs together."""
+    from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, map_data_config
+
+    cfg = BetaCellMapConfig.quick(system="modified", n_chunks=3, chunk_time=1.0, transient=2.0, fast_chunks=4)
+    attractor, fast = map_data_config(cfg, 0.005)
+    assert (fast.n_chunks, fast.chunk_time, fast.transient, fast.seed) == (4, 0.4, 0.0, cfg.seed + 1)
+    attractor, fast = (dataclasses.replace(c, batch=4, max_pairs=None) for c in (attractor, fast))
+    both = make_map_dataset([attractor, fast])
+    alone = [make_map_dataset(c) for c in (attractor, fast)]
+    assert both.sizes["sample"] == 3 * 200 + 4 * 80 and both.attrs["transient"] == [2.0, 0.0]
+    np.testing.assert_array_equal(np.unique(both["chunk"].values), np.arange(7))
+    np.testing.assert_array_equal(both["V_S"].values, np.concatenate([a["V_S"].values for a in alone]))
+
+    def physical(ds):
+        return ds["u"].values.astype(np.float64) * ds["s_u"].values + ds["m_u"].values
+
+    np.testing.assert_allclose(physical(both), np.concatenate([physical(a) for a in alone]), rtol=1e-6, atol=1e-6)
+    every = np.concatenate([physical(a) for a in alone])
+    np.testing.assert_allclose(both["m_u"].values, every.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(both["s_u"].values, every.std(axis=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="all of one system and dt"):
+        make_map_dataset([attractor, dataclasses.replace(fast, system="original")])
+    with pytest.raises(ValueError, match="fast_chunks=-1"):
+        BetaCellMapConfig.quick(fast_chunks=-1)
+
+
 def test_bifurcation_helpers():
     dt = 0.01
     t = np.arange(0, 20, dt)
@@ -384,6 +413,11 @@ def test_cli_rejects_bad_dt(tmp_path):
         assert res.exit_code == 2 and message in " ".join(res.output.split()), res.output
         assert not out.exists()
     bad_data = (("--n-chunks", "n_chunks=0"), ("--chunk-time", "chunk_time=0.001"), ("--transient", "transient=-1.0"))
+    fast = ["--fast-chunks", "5", "--fast-chunk-time", "0.001"]
+    res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", *fast, "--out", str(out)])
+    assert res.exit_code == 2 and "chunk_time=0.001" in " ".join(res.output.split()), res.output
+    res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", "--fast-chunks", "-1", "--out", str(out)])
+    assert res.exit_code == 2 and "fast_chunks=-1" in " ".join(res.output.split()) and not out.exists(), res.output
     for option, echo in bad_data:
         value = echo.split("=")[1]
         res = CliRunner().invoke(app, ["reproduce", "betacell-map", "--quick", option, value, "--out", str(out)])
@@ -405,8 +439,8 @@ def test_short_transient_and_wider_start_s_reach_the_fixed_points_s():
     from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, map_data_config
 
     sizes = dict(n_chunks=6, chunk_time=2.0, max_pairs=None)
-    paper = map_data_config(BetaCellMapConfig.quick(transient=40.0, **sizes), 0.005)
-    wide = map_data_config(BetaCellMapConfig.quick(transient=2.0, start_s=(0.17, 0.25), **sizes), 0.005)
+    (paper,) = map_data_config(BetaCellMapConfig.quick(transient=40.0, **sizes), 0.005)
+    (wide,) = map_data_config(BetaCellMapConfig.quick(transient=2.0, start_s=(0.17, 0.25), **sizes), 0.005)
     assert paper.start_cube == START_CUBE and wide.start_cube[2] == (0.17, 0.25) and wide.transient == 2.0
     s_paper = fixed_point_separation(make_map_dataset(paper))["S_max"]
     s_wide = fixed_point_separation(make_map_dataset(wide))["S_max"]
@@ -623,8 +657,8 @@ def test_refinement_checkpoints_and_resumes_after_an_interruption(small_pairs, t
 
 
 def test_refinement_steps_per_subnetwork_and_resume_with_more_steps_for_one(small_pairs, tmp_path, monkeypatch):
-    """Per-variable step counts; resuming a finished refinement with more steps for S alone refines only S, from the
-    map given (not from the stored, already refined S), and equals a fresh refinement with those counts."""
+    """Per-variable step counts; resuming a finished refinement with more steps for S alone runs only S's extra steps,
+    from the stored S and its damping, and ends where a fresh refinement with those counts ends."""
     import neurosurrogate.surrogates.levenberg_marquardt as lm_module
 
     _, ds = small_pairs
@@ -640,10 +674,18 @@ def test_refinement_steps_per_subnetwork_and_resume_with_more_steps_for_one(smal
     real, calls = lm_module.levenberg_marquardt, []
     monkeypatch.setattr(lm_module, "levenberg_marquardt", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed, res = refine_map(net, "state", data, steps=(3, 3, 6), checkpoint=ckpt, resume=True)
-    assert len(calls) == 1  # V and n came from the checkpoint
+    assert len(calls) == 1  # V and n came from the checkpoint, S ran 3 more steps
     for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(fresh), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert [r.history for r in res] == [r.history for r in fresh_res]
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # S continued from its float32-stored parameters
+    assert [r.history for r in res[:2]] == [r.history for r in fresh_res[:2]]
+    assert res[2].history[:4] == fresh_res[2].history[:4] and len(res[2].history) == 7
+    np.testing.assert_allclose(res[2].history, fresh_res[2].history, rtol=1e-4)
+    assert json.loads((tmp_path / "refine.eqx.json").read_text())["done"][2]["steps"] == 6
+    # fewer steps than stored: S is refined again from the map given
+    calls.clear()
+    again, again_res = refine_map(net, "state", data, steps=(3, 3, 2), checkpoint=ckpt, resume=True)
+    assert len(calls) == 1 and len(again_res[2].history) == 3
+    np.testing.assert_array_equal(again_res[2].history[0], fresh_res[2].history[0])
     # zero steps leaves a subnetwork as trained
     kept, _ = refine_map(net, "state", data, steps=(0, 2, 0))
     np.testing.assert_array_equal(np.asarray(kept.b)[0], np.asarray(net.b)[0])

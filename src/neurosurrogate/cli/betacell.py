@@ -65,6 +65,14 @@ def betacell_map_command(
     transient: Annotated[
         float | None, typer.Option(help="time dropped from each training trajectory before recording, s (default 100)")
     ] = None,
+    fast_chunks: Annotated[
+        int,
+        typer.Option(
+            help="extra training chunks recorded from the random start without a transient (the fast transients, "
+            "which pass close to the fixed point), e.g. 5000 with --fast-chunk-time 0.4; 0 = none"
+        ),
+    ] = 0,
+    fast_chunk_time: Annotated[float, typer.Option(help="length of each --fast-chunks chunk, s")] = 0.4,
     start_s: Annotated[
         str | None,
         typer.Option(
@@ -98,6 +106,8 @@ def betacell_map_command(
         "f": f,
         "g": g,
         "refine_pairs": refine_pairs,
+        "fast_chunks": fast_chunks,
+        "fast_chunk_time": fast_chunk_time,
     }
     if dt:
         overrides["dts"] = tuple(dt)

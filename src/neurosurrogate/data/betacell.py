@@ -8,7 +8,9 @@ redrawn, so the fixed point is never in the data. The pairs are standardised wit
 Dataset layout (``kind="betacell-map-pairs"``): variables ``p`` (sample, param), ``u`` and ``v`` (sample, var),
 standardised; ``du`` (sample, var) the standardised increment (v - u) / s_u computed in float64; ``chunk`` (sample)
 the chunk index; ``V_S`` (chunk) in mV; ``m_u``, ``s_u`` (var) and ``m_p``, ``s_p`` (param) the eq. 10 constants.
-Attributes: ``dt`` (s), ``system``, ``g_K2``, ``transient`` (s), ``chunk_time`` (s), ``seed``, ``v_s_range``.
+Attributes: ``dt`` (s), ``system``, ``g_K2``, ``transient`` (s), ``chunk_time`` (s), ``n_chunks``, ``seed``,
+``max_pairs``, ``v_s_range``; the per-part settings are lists when the data combine several parts
+(``make_map_dataset`` with a sequence of ``MapDataConfig``, e.g. attractor chunks plus fast transients).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -110,13 +113,84 @@ def _scaled_distance(u, u_star):
     return jnp.linalg.norm((u - u_star) / scale, axis=-1)
 
 
-def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool = False) -> xr.Dataset:
+def make_map_dataset(
+    config: MapDataConfig | Sequence[MapDataConfig] = MapDataConfig(), *, progress: bool = False
+) -> xr.Dataset:
     """Simulate the chunks and return the standardised pairs as an xarray Dataset (see module docstring).
+
+    ``config`` may be a sequence of parts of one system and dt (e.g. attractor chunks after a transient plus short
+    chunks of the fast transients from the start cube): each part is simulated with its own settings and seed and
+    subsampled to its own ``max_pairs``, then all pairs are standardised together (eq. 10) and the chunks numbered on.
 
     Runs in float64 (``jax.enable_x64`` inside) with Diffrax Tsit5 at ``config.rtol`` (accuracy-limited at this
     tolerance; it agrees with the stiff Kvaerno5 to ~1e-5 mV over 120 s and is ten times faster).
     """
-    model = BetaCell.from_name(config.system)
+    parts = (config,) if isinstance(config, MapDataConfig) else tuple(config)
+    if not parts or len({(c.system, c.dt) for c in parts}) != 1:
+        systems = [(c.system, c.dt) for c in parts]
+        raise ValueError(f"parts {systems}; pass at least one MapDataConfig, all of one system and dt")
+    first = parts[0]
+    model = BetaCell.from_name(first.system)
+    kept: list[tuple[np.ndarray, ...]] = []  # per part: u, v, p, chunk of the kept pairs
+    every_u, every_p, v_s_parts = [], [], []  # all simulated pairs' u and p (the eq. 10 constants), V_S per chunk
+    for cfg in parts:
+        traj, v_s, rng = _simulate_chunks(model, cfg, progress)  # (C, S + 1, 3), (C,)
+        steps = traj.shape[1] - 1
+        u, v = traj[:, :-1].reshape(-1, 3), traj[:, 1:].reshape(-1, 3)
+        p = np.repeat(v_s, steps)[:, None]
+        chunk = np.repeat(np.arange(len(v_s)) + sum(len(x) for x in v_s_parts), steps).astype(np.int32)
+        every_u.append(u), every_p.append(p), v_s_parts.append(v_s)
+        if cfg.max_pairs is not None and cfg.max_pairs < u.shape[0]:
+            keep = np.sort(rng.permutation(u.shape[0])[: cfg.max_pairs])
+            u, v, p, chunk = u[keep], v[keep], p[keep], chunk[keep]
+        kept.append((u, v, p, chunk))
+    u, v, p, chunk = (np.concatenate(x) for x in zip(*kept, strict=True))
+    v_s = np.concatenate(v_s_parts)
+    m_u, s_u = np.concatenate(every_u).mean(axis=0), np.concatenate(every_u).std(axis=0)
+    m_p, s_p = np.concatenate(every_p).mean(axis=0), np.concatenate(every_p).std(axis=0)
+
+    def per_part(name):  # a setting as a scalar for one part, as a list over the parts otherwise
+        values = [getattr(c, name) for c in parts]
+        return values[0] if len(parts) == 1 else values
+
+    ds = xr.Dataset(
+        {
+            "p": (("sample", "param"), ((p - m_p) / s_p).astype(np.float32)),
+            "u": (("sample", "var"), ((u - m_u) / s_u).astype(np.float32)),
+            "v": (("sample", "var"), ((v - m_u) / s_u).astype(np.float32)),
+            # the increment (v - u) / s_u from the float64 trajectories: the difference of the float32 u and v would
+            # lose the small increments of S (dt / tau_S ~ 1.4e-4 of its range per step) to rounding
+            "du": (("sample", "var"), ((v - u) / s_u).astype(np.float32)),
+            "chunk": (("sample",), chunk),
+            "V_S": (("chunk_index",), v_s),
+            "m_u": (("var",), m_u),
+            "s_u": (("var",), s_u),
+            "m_p": (("param",), m_p),
+            "s_p": (("param",), s_p),
+        },
+        coords={"var": list(STATE_NAMES), "param": ["V_S"]},
+        attrs={
+            "dt": first.dt,
+            "system": first.system,
+            "g_K2": model.g_K2,
+            "transient": per_part("transient"),
+            "chunk_time": per_part("chunk_time"),
+            "n_chunks": per_part("n_chunks"),
+            "seed": per_part("seed"),
+            "max_pairs": [c.max_pairs or -1 for c in parts] if len(parts) > 1 else first.max_pairs or -1,
+            "start_cube": [list(r) for r in first.start_cube],
+            "v_s_range": list(first.v_s_range),
+            "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},
+            "description": "standardised (p, u(t), u(t+dt)) pairs of the beta-cell ODE (seed 003 eq. 10)",
+        },
+    )
+    ds["V_S"].attrs["units"] = "mV"
+    return ds
+
+
+def _simulate_chunks(model: BetaCell, config: MapDataConfig, progress: bool):
+    """The chunks of one part: trajectories (C, S + 1, 3) in float64, their V_S (C,), and the part's generator
+    (drawn on for the max_pairs subset)."""
     rng = np.random.default_rng(config.seed)
     steps = int(round(config.chunk_time / config.dt))
     chunks: list[np.ndarray] = []
@@ -167,50 +241,7 @@ def make_map_dataset(config: MapDataConfig = MapDataConfig(), *, progress: bool 
     finally:
         if progress_bar is not None:
             progress_bar.stop()
-    traj = np.stack(chunks)  # (C, S + 1, 3)
-    v_s = np.asarray(v_s_list)
-    C = traj.shape[0]
-    u = traj[:, :-1].reshape(-1, 3)
-    v = traj[:, 1:].reshape(-1, 3)
-    p = np.repeat(v_s, steps)[:, None]
-    chunk = np.repeat(np.arange(C), steps).astype(np.int32)
-    m_u, s_u = u.mean(axis=0), u.std(axis=0)
-    m_p, s_p = p.mean(axis=0), p.std(axis=0)
-    if config.max_pairs is not None and config.max_pairs < u.shape[0]:
-        keep = np.sort(rng.permutation(u.shape[0])[: config.max_pairs])
-        u, v, p, chunk = u[keep], v[keep], p[keep], chunk[keep]
-    ds = xr.Dataset(
-        {
-            "p": (("sample", "param"), ((p - m_p) / s_p).astype(np.float32)),
-            "u": (("sample", "var"), ((u - m_u) / s_u).astype(np.float32)),
-            "v": (("sample", "var"), ((v - m_u) / s_u).astype(np.float32)),
-            # the increment (v - u) / s_u from the float64 trajectories: the difference of the float32 u and v would
-            # lose the small increments of S (dt / tau_S ~ 1.4e-4 of its range per step) to rounding
-            "du": (("sample", "var"), ((v - u) / s_u).astype(np.float32)),
-            "chunk": (("sample",), chunk),
-            "V_S": (("chunk_index",), v_s),
-            "m_u": (("var",), m_u),
-            "s_u": (("var",), s_u),
-            "m_p": (("param",), m_p),
-            "s_p": (("param",), s_p),
-        },
-        coords={"var": list(STATE_NAMES), "param": ["V_S"]},
-        attrs={
-            "dt": config.dt,
-            "system": config.system,
-            "g_K2": model.g_K2,
-            "transient": config.transient,
-            "chunk_time": config.chunk_time,
-            "seed": config.seed,
-            "max_pairs": config.max_pairs or -1,
-            "start_cube": [list(r) for r in config.start_cube],
-            "v_s_range": list(config.v_s_range),
-            "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},
-            "description": "standardised (p, u(t), u(t+dt)) pairs of the beta-cell ODE (seed 003 eq. 10)",
-        },
-    )
-    ds["V_S"].attrs["units"] = "mV"
-    return ds
+    return np.stack(chunks), np.asarray(v_s_list), rng
 
 
 def save_map_dataset(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -82,6 +82,10 @@ class BetaCellMapConfig:
         system: ``"original"`` or ``"modified"``.
         dts: map time steps, s; the first is the main one (figures), all are used for the eigenvalue figure.
         n_chunks, chunk_time, transient, max_pairs: training data (see ``MapDataConfig``).
+        fast_chunks, fast_chunk_time: a second part of the data (0 chunks = none): chunks of ``fast_chunk_time`` s
+            recorded from the random start without a transient (the fast transients from the start cube toward the
+            attractor, which pass close to the fixed point where the attractor does not), with their own seed
+            (``seed + 1``) and up to ``max_pairs`` pairs of their own; both parts are standardised together.
         start_s: (lo, hi), the range of S of the random initial states (None: the paper's cube, [0.17, 0.2]). With a
             short ``transient`` (e.g. 2 s: V and n are on their fast oscillation after 100 time constants, S is not)
             the chunks keep S's slow relaxation from its start, and a wider range here widens the S range of the data
@@ -121,6 +125,8 @@ class BetaCellMapConfig:
     n_chunks: int = 100
     chunk_time: float = 20.0
     transient: float = 100.0
+    fast_chunks: int = 0
+    fast_chunk_time: float = 0.4
     start_s: tuple[float, float] | None = None
     max_pairs: int = 200_000
     n_hidden: int = 100
@@ -171,6 +177,8 @@ class BetaCellMapConfig:
         for dt in self.dts:
             if not any(abs(dt - d) < 1e-12 for d in ALLOWED_DT):
                 raise ValueError(f"dt={dt} is not supported; choose from {list(ALLOWED_DT)} s")
+            if self.fast_chunks < 0:
+                raise ValueError(f"fast_chunks={self.fast_chunks}; pass 0 (none) or more chunks")
             map_data_config(self, dt)  # raises on bad data settings (chunks, chunk length, transient)
 
     @classmethod
@@ -227,9 +235,9 @@ def _map_runner(net: RecurrentMap):
     return run
 
 
-def map_data_config(cfg: BetaCellMapConfig, dt: float) -> MapDataConfig:
-    """The training-data settings of the reproduction at time step ``dt``."""
-    return MapDataConfig(
+def map_data_config(cfg: BetaCellMapConfig, dt: float) -> tuple[MapDataConfig, ...]:
+    """The training-data settings of the reproduction at time step ``dt``: one part, or two with ``fast_chunks``."""
+    main = MapDataConfig(
         system=cfg.system,
         dt=dt,
         n_chunks=cfg.n_chunks,
@@ -239,6 +247,12 @@ def map_data_config(cfg: BetaCellMapConfig, dt: float) -> MapDataConfig:
         max_pairs=cfg.max_pairs,
         start_cube=start_cube_with_s(cfg.start_s),
     )
+    if cfg.fast_chunks == 0:
+        return (main,)
+    fast = dataclasses.replace(
+        main, n_chunks=cfg.fast_chunks, chunk_time=cfg.fast_chunk_time, transient=0.0, seed=cfg.seed + 1
+    )
+    return main, fast
 
 
 def _train_map(
@@ -254,7 +268,8 @@ def _train_map(
     ds = make_map_dataset(map_data_config(cfg, dt), progress=progress)
     save_map_dataset(ds, run.path / f"pairs_dt{dt:g}.zarr", overwrite=True)
     t_data = time.perf_counter() - t0
-    run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], cfg.n_chunks, t_data)
+    n_chunks = cfg.n_chunks + cfg.fast_chunks
+    run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], n_chunks, t_data)
     t1 = time.perf_counter()
     res, fit_info = fit_map(cfg, ds, progress=progress, checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx", resume=resume)
     t_train = time.perf_counter() - t1
