@@ -9,6 +9,11 @@ largest error in variable k that keeps the shift within ``--target`` is target /
 these bounds per V_S (physical units per step: V in mV, n, S) and, with ``--map``, the map's actual increment errors at
 u* and the first-order shift they cause. The slow eigenvalue mu_2 ~ 0.09 1/s makes M nearly singular: M^-1 amplifies
 errors about 1 / (mu_2 dt) ~ 2000-fold along the slow direction.
+
+With ``--map`` and ``--eigen-v-s=-37.1,-37.0,-35.0`` it also prints, at those V_S, the relative error of the real part
+of each ODE eigenvalue taken from the map's Jacobian at u* (mu = ln(lambda) / dt), and the same error with one row of
+the map's Jacobian (V, n or S) replaced by the exact flow's (expm(J dt)): the row whose replacement removes most of the
+error is the subnetwork whose derivatives limit the eigenvalues there.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ def main() -> None:
     ap.add_argument("--dt", type=float, default=0.005)
     ap.add_argument("--target", type=float, default=1e-2)
     ap.add_argument("--map", default=None, help="a map written by save_map (optional)")
+    ap.add_argument(
+        "--eigen-v-s", default=None, help="V_S for the eigenvalue attribution (with --map), e.g. =-37.1,-35.0"
+    )
     args = ap.parse_args()
     model = BetaCell.from_name(args.system)
     net = load_map(args.map) if args.map else None
@@ -51,6 +59,32 @@ def main() -> None:
             err = inc.astype(np.float64) * np.asarray(net.s_u)  # the true increment at u* is 0
             line += f" | {'':19s}{err[0]:9.2e} {err[1]:9.2e} {err[2]:9.2e} | {np.linalg.norm(Minv @ err):9.2e}"
         print(line)
+    if net is not None and args.eigen_v_s:
+        eigenvalue_attribution(model, net, [float(x) for x in args.eigen_v_s.split(",")], args.dt)
+
+
+def _ode_mu(flow_jacobian: np.ndarray, dt: float) -> np.ndarray:
+    mu = np.log(np.linalg.eigvals(flow_jacobian).astype(complex)) / dt
+    return mu[np.argsort(-mu.real)]
+
+
+def eigenvalue_attribution(model: BetaCell, net, v_s_values: list[float], dt: float) -> None:
+    """Relative errors of Re mu from the map's Jacobian at u*, as is and with each row replaced by the flow's."""
+    print(f"\n{'V_S':>6} | Re mu (ODE) {'':18s} | rel. error of Re mu: map | V row exact | n row exact | S row exact")
+    for vs in v_s_values:
+        with jax.enable_x64(True):
+            u = np.asarray(fixed_point(model, vs))
+            flow = scipy.linalg.expm(np.asarray(jacobian(model, jnp.asarray(u), vs)) * dt)
+        ref = _ode_mu(flow, dt).real
+        jac = np.asarray(net.jacobian(jnp.asarray(u, jnp.float32), jnp.asarray([vs], jnp.float32)), np.float64)
+        cols = [jac]
+        for row in range(3):
+            swapped = jac.copy()
+            swapped[row] = flow[row]
+            cols.append(swapped)
+        cols = [np.abs(_ode_mu(a, dt).real - ref) / np.abs(ref) for a in cols]
+        errors = " | ".join("/".join(f"{100 * x:.1f}" for x in c) + " %" for c in cols)
+        print(f"{vs:6.1f} | " + " ".join(f"{x:9.4f}" for x in ref) + " | " + errors)
 
 
 if __name__ == "__main__":
