@@ -174,11 +174,11 @@ class BetaCellMapConfig:
             raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
         if not self.dts:
             raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
+        if self.fast_chunks < 0:
+            raise ValueError(f"fast_chunks={self.fast_chunks}; pass 0 (none) or more chunks")
         for dt in self.dts:
             if not any(abs(dt - d) < 1e-12 for d in ALLOWED_DT):
                 raise ValueError(f"dt={dt} is not supported; choose from {list(ALLOWED_DT)} s")
-            if self.fast_chunks < 0:
-                raise ValueError(f"fast_chunks={self.fast_chunks}; pass 0 (none) or more chunks")
             map_data_config(self, dt)  # raises on bad data settings (chunks, chunk length, transient)
 
     @classmethod
