@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from neurosurrogate.analysis.fixed_points import ode_rates
 from neurosurrogate.models.betacell import BetaCell, fixed_point, jacobian
 from neurosurrogate.surrogates.recurrent_map import load_map
 
@@ -63,11 +64,6 @@ def main() -> None:
         eigenvalue_attribution(model, net, [float(x) for x in args.eigen_v_s.split(",")], args.dt)
 
 
-def _ode_mu(flow_jacobian: np.ndarray, dt: float) -> np.ndarray:
-    mu = np.log(np.linalg.eigvals(flow_jacobian).astype(complex)) / dt
-    return mu[np.argsort(-mu.real)]
-
-
 def eigenvalue_attribution(model: BetaCell, net, v_s_values: list[float], dt: float) -> None:
     """Relative errors of Re mu from the map's Jacobian at u*, as is and with each row replaced by the flow's."""
     print(f"\n{'V_S':>6} | Re mu (ODE) {'':18s} | rel. error of Re mu: map | V row exact | n row exact | S row exact")
@@ -75,14 +71,15 @@ def eigenvalue_attribution(model: BetaCell, net, v_s_values: list[float], dt: fl
         with jax.enable_x64(True):
             u = np.asarray(fixed_point(model, vs))
             flow = scipy.linalg.expm(np.asarray(jacobian(model, jnp.asarray(u), vs)) * dt)
-        ref = _ode_mu(flow, dt).real
         jac = np.asarray(net.jacobian(jnp.asarray(u, jnp.float32), jnp.asarray([vs], jnp.float32)), np.float64)
         cols = [jac]
         for row in range(3):
             swapped = jac.copy()
             swapped[row] = flow[row]
             cols.append(swapped)
-        cols = [np.abs(_ode_mu(a, dt).real - ref) / np.abs(ref) for a in cols]
+        with jax.enable_x64(True):
+            ref = np.asarray(ode_rates(np.linalg.eigvals(flow), dt=dt)).real
+            cols = [np.abs(np.asarray(ode_rates(np.linalg.eigvals(a), dt=dt)).real - ref) / np.abs(ref) for a in cols]
         errors = " | ".join("/".join(f"{100 * x:.1f}" for x in c) + " %" for c in cols)
         print(f"{vs:6.1f} | " + " ".join(f"{x:9.4f}" for x in ref) + " | " + errors)
 

@@ -25,6 +25,7 @@ __all__ = [
     "map_eigenvalues",
     "map_fixed_point",
     "ode_eigenvalues_from_map",
+    "ode_rates",
 ]
 
 MapFn = Callable[[Array, Array], Array]
@@ -154,6 +155,12 @@ def ode_eigenvalues_from_map(net, u: ArrayLike, V_S, *, dt: float) -> Float[Arra
     """ODE eigenvalues mu = ln(lambda) / dt (1/s) from the map eigenvalues at ``u``, by decreasing real part."""
     if dt <= 0:
         raise ValueError(f"dt={dt}; pass the map's positive time step in seconds")
-    lam = map_eigenvalues(net, u, V_S).astype(jnp.complex128 if jax.config.jax_enable_x64 else jnp.complex64)
+    return ode_rates(map_eigenvalues(net, u, V_S), dt=dt)
+
+
+def ode_rates(lam: ArrayLike, *, dt: float) -> Array:
+    """mu = ln(lambda) / dt (1/s) of one-step map eigenvalues ``lambda`` (any map over dt, e.g. the exact flow's
+    expm(J dt)), by decreasing real part; complex128 under ``jax.enable_x64``."""
+    lam = jnp.asarray(lam).astype(jnp.complex128 if jax.config.jax_enable_x64 else jnp.complex64)
     mu = jnp.log(lam) / dt
     return mu[jnp.argsort(-mu.real)]

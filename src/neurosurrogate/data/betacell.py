@@ -133,12 +133,14 @@ def make_map_dataset(
     model = BetaCell.from_name(first.system)
     kept: list[tuple[np.ndarray, ...]] = []  # per part: u, v, p, chunk of the kept pairs
     every_u, every_p, v_s_parts = [], [], []  # all simulated pairs' u and p (the eq. 10 constants), V_S per chunk
+    n_before = 0  # chunks of the earlier parts: the chunk numbers go on across parts
     for cfg in parts:
         traj, v_s, rng = _simulate_chunks(model, cfg, progress)  # (C, S + 1, 3), (C,)
         steps = traj.shape[1] - 1
         u, v = traj[:, :-1].reshape(-1, 3), traj[:, 1:].reshape(-1, 3)
         p = np.repeat(v_s, steps)[:, None]
-        chunk = np.repeat(np.arange(len(v_s)) + sum(len(x) for x in v_s_parts), steps).astype(np.int32)
+        chunk = np.repeat(np.arange(len(v_s)) + n_before, steps).astype(np.int32)
+        n_before += len(v_s)
         every_u.append(u), every_p.append(p), v_s_parts.append(v_s)
         if cfg.max_pairs is not None and cfg.max_pairs < u.shape[0]:
             keep = np.sort(rng.permutation(u.shape[0])[: cfg.max_pairs])
@@ -146,11 +148,12 @@ def make_map_dataset(
         kept.append((u, v, p, chunk))
     u, v, p, chunk = (np.concatenate(x) for x in zip(*kept, strict=True))
     v_s = np.concatenate(v_s_parts)
-    m_u, s_u = np.concatenate(every_u).mean(axis=0), np.concatenate(every_u).std(axis=0)
-    m_p, s_p = np.concatenate(every_p).mean(axis=0), np.concatenate(every_p).std(axis=0)
+    every_u, every_p = np.concatenate(every_u), np.concatenate(every_p)
+    m_u, s_u = every_u.mean(axis=0), every_u.std(axis=0)
+    m_p, s_p = every_p.mean(axis=0), every_p.std(axis=0)
 
-    def per_part(name):  # a setting as a scalar for one part, as a list over the parts otherwise
-        values = [getattr(c, name) for c in parts]
+    def per_part(name):  # a setting as a scalar for one part, as a list over the parts otherwise (None stored as -1)
+        values = [-1 if getattr(c, name) is None else getattr(c, name) for c in parts]
         return values[0] if len(parts) == 1 else values
 
     ds = xr.Dataset(
@@ -177,7 +180,7 @@ def make_map_dataset(
             "chunk_time": per_part("chunk_time"),
             "n_chunks": per_part("n_chunks"),
             "seed": per_part("seed"),
-            "max_pairs": [c.max_pairs or -1 for c in parts] if len(parts) > 1 else first.max_pairs or -1,
+            "max_pairs": per_part("max_pairs"),
             "start_cube": [list(r) for r in first.start_cube],
             "v_s_range": list(first.v_s_range),
             "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},

@@ -268,8 +268,8 @@ def _train_map(
     ds = make_map_dataset(map_data_config(cfg, dt), progress=progress)
     save_map_dataset(ds, run.path / f"pairs_dt{dt:g}.zarr", overwrite=True)
     t_data = time.perf_counter() - t0
-    n_chunks = cfg.n_chunks + cfg.fast_chunks
-    run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, ds.sizes["sample"], n_chunks, t_data)
+    n_pairs, n_chunks = ds.sizes["sample"], ds.sizes["chunk_index"]
+    run.log.info("dt=%g: %d pairs from %d chunks in %.1f s", dt, n_pairs, n_chunks, t_data)
     t1 = time.perf_counter()
     res, fit_info = fit_map(cfg, ds, progress=progress, checkpoint=run.path / f"checkpoint_dt{dt:g}.eqx", resume=resume)
     t_train = time.perf_counter() - t1
