@@ -392,6 +392,43 @@ def test_reproduction_smoke_modified(tmp_path):
     # the ODE's stable interval of the modified system contains V_S = -36 (seed 003, Sec. 2)
     lo, hi = metrics["stable_interval_ode"]
     assert lo == pytest.approx(-37.05, abs=0.05) and hi == pytest.approx(-34.98, abs=0.05)
+    # the distance target's misses in metrics.json are those recomputed from fixed_points.json
+    from neurosurrogate.experiments.betacell_map import distance_misses_from_run
+
+    fp = saved["fixed_point"]["dt0.005"]
+    again = distance_misses_from_run(run)
+    assert again["of"] == 21 and again["within"] == fp["within_1e-2"] and again["misses"] == fp["over_1e-2"]
+
+
+def test_distance_misses_lists_the_stretches_over_the_target(tmp_path):
+    from neurosurrogate.experiments.betacell_map import distance_misses, distance_misses_from_run
+
+    v = np.linspace(-40.0, -39.0, 6)  # -40.0, -39.8, ..., -39.0
+    d = np.array([0.02, 0.005, 0.011, 0.013, np.nan, 0.001])
+    misses = distance_misses(v, d)
+    assert [m["v_s"] for m in misses] == [pytest.approx([-40.0, -40.0]), pytest.approx([-39.6, -39.2])]
+    assert misses[0] == {"v_s": misses[0]["v_s"], "distance": [0.02, 0.02]}
+    # NaN (no fixed point) is a miss, counted apart from the distance range
+    assert misses[1]["distance"] == [0.011, 0.013] and misses[1]["no_fixed_point"] == 1
+    assert distance_misses(v[:1], np.array([np.nan])) == [
+        {"v_s": [-40.0, -40.0], "distance": None, "no_fixed_point": 1}
+    ]
+    assert distance_misses(v, np.full(6, 0.01)) == []  # the target itself is within
+    with pytest.raises(ValueError, match="two 1-D arrays of one length"):
+        distance_misses(v, d[:5])
+    with pytest.raises(FileNotFoundError, match="finished `reproduce betacell-map` run"):
+        distance_misses_from_run(tmp_path)
+    u_ode = np.zeros((6, 3))
+    u_map = u_ode + np.array([[0.0, 0.0, x] for x in (0.02, 0.005, 0.011, 0.013, 0.5, 0.001)])
+    (tmp_path / "fixed_points.json").write_text(
+        json.dumps({"v_s": v.tolist(), "u_ode": u_ode.tolist(), "u_map_dt0.005": u_map.tolist()})
+    )
+    out = distance_misses_from_run(tmp_path)
+    assert out["within"] == 2 and out["of"] == 6
+    assert [m["v_s"] for m in out["misses"]] == [pytest.approx([-40.0, -40.0]), pytest.approx([-39.6, -39.2])]
+    assert out["misses"][1]["distance"] == pytest.approx([0.011, 0.5])
+    with pytest.raises(KeyError, match="holds dt 0.005"):
+        distance_misses_from_run(tmp_path, dt=0.001)
 
 
 def test_cli_rejects_bad_dt(tmp_path):

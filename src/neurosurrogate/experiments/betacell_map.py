@@ -64,6 +64,7 @@ from ._run import RunFolder
 __all__ = [
     "BetaCellMapConfig",
     "compare_fixed_points",
+    "distance_misses",
     "eigenvalue_errors",
     "fit_map",
     "load_map",
@@ -483,6 +484,48 @@ def eigenvalue_errors(v_grid, mu_ode, mu_map, v_max):
     return rel.max(axis=0)  # per eigenvalue (sorted by decreasing real part)
 
 
+def distance_misses(v_grid, distance, target: float = 1e-2) -> list[dict]:
+    """The stretches of consecutive V_S where the fixed-point distance exceeds ``target``, in ``v_grid`` order:
+    ``[{"v_s": [first, last], "distance": [min, max]}, ...]`` (empty: within ``target`` everywhere). A NaN distance
+    (no fixed point found) is a miss; such V_S are counted in the stretch's ``"no_fixed_point"`` and left out of its
+    distance range (None when the stretch has no finite distance)."""
+    v_grid, distance = np.asarray(v_grid, dtype=float), np.asarray(distance, dtype=float)
+    if v_grid.shape != distance.shape or v_grid.ndim != 1:
+        raise ValueError(f"v_grid {v_grid.shape} and distance {distance.shape}: pass two 1-D arrays of one length")
+    over = ~(distance <= target)  # NaN (no fixed point found) counts as a miss
+    stretches, start = [], None
+    for k in range(len(v_grid) + 1):
+        if k < len(v_grid) and over[k]:
+            start = k if start is None else start
+        elif start is not None:
+            d = distance[start:k]
+            finite = d[np.isfinite(d)]
+            entry = {
+                "v_s": [float(v_grid[start]), float(v_grid[k - 1])],
+                "distance": [float(finite.min()), float(finite.max())] if finite.size else None,
+            }
+            if finite.size < d.size:
+                entry["no_fixed_point"] = int(d.size - finite.size)
+            stretches.append(entry)
+            start = None
+    return stretches
+
+
+def distance_misses_from_run(folder, dt: float = 0.005, target: float = 1e-2) -> dict:
+    """:func:`distance_misses` of the map for ``dt`` in a finished run folder (its ``fixed_points.json``), with the
+    number of V_S within ``target``: ``{"within": k, "of": n, "misses": [...]}``."""
+    path = Path(folder) / "fixed_points.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; pass the folder of a finished `reproduce betacell-map` run")
+    fp = json.loads(path.read_text())
+    key = f"u_map_dt{dt:g}"
+    if key not in fp:
+        have = [k.removeprefix("u_map_dt") for k in fp if k.startswith("u_map_dt")]
+        raise KeyError(f"no map for dt={dt:g} in {path}; it holds dt {', '.join(have)}")
+    dist = np.linalg.norm(np.asarray(fp[key], dtype=float) - np.asarray(fp["u_ode"], dtype=float), axis=1)
+    return {"within": int(np.sum(dist <= target)), "of": len(dist), "misses": distance_misses(fp["v_s"], dist, target)}
+
+
 # --- figures ---------------------------------------------------------------------------------------------------------
 def _plt():
     import matplotlib
@@ -725,6 +768,8 @@ def run_betacell_map(
         f"dt{d:g}": {
             "max_distance": float(dist[d].max()),
             "median_distance": float(np.median(dist[d])),
+            "within_1e-2": int(np.sum(dist[d] <= 1e-2)),
+            "over_1e-2": distance_misses(v_grid, dist[d], 1e-2),  # the issue's target: every V_S within 1e-2
             "all_converged": bool(fps["maps"][d]["converged"].all()),
             "eq18_vs_autodiff_max_abs": fps["maps"][d]["jac_err"],
             "eig_rel_err_left_half": eigenvalue_errors(v_grid, fps["mu_ode"], fps["maps"][d]["mu"], left).tolist(),
@@ -789,6 +834,7 @@ def run_betacell_map(
         "dt (main)": dt,
         "validation MSE (standardised)": metrics["val_mse"],
         "max fixed-point distance": metrics["fp_max_distance"],
+        "V_S with fixed-point distance <= 1e-2": f"{int(np.sum(dist[dt] <= 1e-2))} of {len(v_grid)}",
         "max eigenvalue rel. error, V_S <= -35": metrics["eig_max_rel_err_left_half"],
         "bursting->spiking transition (ODE)": transitions[k_ode],
         "transition (map)": transitions[k_map],
