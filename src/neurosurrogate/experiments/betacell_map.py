@@ -501,7 +501,7 @@ def distance_misses(v_grid, distance, target: float = 1e-2) -> list[dict]:
             d = distance[start:k]
             finite = d[np.isfinite(d)]
             entry = {
-                "v_s": [float(v_grid[start]), float(v_grid[k - 1])],
+                "v_s": [round(float(v_grid[start]), 9), round(float(v_grid[k - 1]), 9)],  # no -31.799999999999997
                 "distance": [float(finite.min()), float(finite.max())] if finite.size else None,
             }
             if finite.size < d.size:
