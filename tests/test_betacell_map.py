@@ -395,9 +395,8 @@ def test_reproduction_smoke_modified(tmp_path):
     # the distance target's misses in metrics.json are those recomputed from fixed_points.json
     from neurosurrogate.experiments.betacell_map import distance_misses_from_run
 
-    fp = saved["fixed_point"]["dt0.005"]
     again = distance_misses_from_run(run)
-    assert again["of"] == 21 and again["within"] == fp["within_1e-2"] and again["misses"] == fp["over_1e-2"]
+    assert again["of"] == 21 and again == saved["fixed_point"]["dt0.005"]["distance_target"]
 
 
 def test_distance_misses_lists_the_stretches_over_the_target(tmp_path):
@@ -424,7 +423,7 @@ def test_distance_misses_lists_the_stretches_over_the_target(tmp_path):
         json.dumps({"v_s": v.tolist(), "u_ode": u_ode.tolist(), "u_map_dt0.005": u_map.tolist()})
     )
     out = distance_misses_from_run(tmp_path)
-    assert out["within"] == 2 and out["of"] == 6
+    assert out["target"] == 1e-2 and out["within"] == 2 and out["of"] == 6
     assert [m["v_s"] for m in out["misses"]] == [pytest.approx([-40.0, -40.0]), pytest.approx([-39.6, -39.2])]
     assert out["misses"][1]["distance"] == pytest.approx([0.011, 0.5])
     with pytest.raises(KeyError, match="holds dt 0.005"):

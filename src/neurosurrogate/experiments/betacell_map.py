@@ -65,6 +65,7 @@ __all__ = [
     "BetaCellMapConfig",
     "compare_fixed_points",
     "distance_misses",
+    "distance_target",
     "eigenvalue_errors",
     "fit_map",
     "load_map",
@@ -511,9 +512,16 @@ def distance_misses(v_grid, distance, target: float = 1e-2) -> list[dict]:
     return stretches
 
 
+def distance_target(v_grid, distance, target: float = 1e-2) -> dict:
+    """The fixed-point distance target (every V_S within ``target``): ``{"target", "within", "of", "misses"}`` with
+    the number of V_S within it, their total and :func:`distance_misses`."""
+    misses = distance_misses(v_grid, distance, target)
+    within = int(np.sum(np.asarray(distance, dtype=float) <= target))
+    return {"target": target, "within": within, "of": len(np.asarray(v_grid)), "misses": misses}
+
+
 def distance_misses_from_run(folder, dt: float = 0.005, target: float = 1e-2) -> dict:
-    """:func:`distance_misses` of the map for ``dt`` in a finished run folder (its ``fixed_points.json``), with the
-    number of V_S within ``target``: ``{"within": k, "of": n, "misses": [...]}``."""
+    """:func:`distance_target` of the map for ``dt`` in a finished run folder (from its ``fixed_points.json``)."""
     path = Path(folder) / "fixed_points.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; pass the folder of a finished `reproduce betacell-map` run")
@@ -523,7 +531,7 @@ def distance_misses_from_run(folder, dt: float = 0.005, target: float = 1e-2) ->
         have = [k.removeprefix("u_map_dt") for k in fp if k.startswith("u_map_dt")]
         raise KeyError(f"no map for dt={dt:g} in {path}; it holds dt {', '.join(have)}")
     dist = np.linalg.norm(np.asarray(fp[key], dtype=float) - np.asarray(fp["u_ode"], dtype=float), axis=1)
-    return {"within": int(np.sum(dist <= target)), "of": len(dist), "misses": distance_misses(fp["v_s"], dist, target)}
+    return distance_target(fp["v_s"], dist, target)
 
 
 # --- figures ---------------------------------------------------------------------------------------------------------
@@ -768,8 +776,7 @@ def run_betacell_map(
         f"dt{d:g}": {
             "max_distance": float(dist[d].max()),
             "median_distance": float(np.median(dist[d])),
-            "within_1e-2": int(np.sum(dist[d] <= 1e-2)),
-            "over_1e-2": distance_misses(v_grid, dist[d], 1e-2),  # the issue's target: every V_S within 1e-2
+            "distance_target": distance_target(v_grid, dist[d], 1e-2),  # the issue's target: every V_S within 1e-2
             "all_converged": bool(fps["maps"][d]["converged"].all()),
             "eq18_vs_autodiff_max_abs": fps["maps"][d]["jac_err"],
             "eig_rel_err_left_half": eigenvalue_errors(v_grid, fps["mu_ode"], fps["maps"][d]["mu"], left).tolist(),
@@ -834,7 +841,9 @@ def run_betacell_map(
         "dt (main)": dt,
         "validation MSE (standardised)": metrics["val_mse"],
         "max fixed-point distance": metrics["fp_max_distance"],
-        "V_S with fixed-point distance <= 1e-2": f"{int(np.sum(dist[dt] <= 1e-2))} of {len(v_grid)}",
+        "V_S with fixed-point distance <= 1e-2": "{within} of {of}".format(
+            **metrics["fixed_point"][f"dt{dt:g}"]["distance_target"]
+        ),
         "max eigenvalue rel. error, V_S <= -35": metrics["eig_max_rel_err_left_half"],
         "bursting->spiking transition (ODE)": transitions[k_ode],
         "transition (map)": transitions[k_map],
