@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     model = BetaCell.from_name(args.system)
     net = load_map(args.map) if args.map else None
-    v_s_values = np.linspace(-40.0, -30.0, 11) if args.v_s is None else [float(x) for x in args.v_s.split(",")]
+    v_s_values = np.linspace(-40.0, -30.0, 11) if args.v_s is None else _floats(args.v_s)
     header = f"{'V_S':>6} | slowest |Re mu| | bound on the error per step: {'V (mV)':>9} {'n':>9} {'S':>9}"
     if net is not None:
         header += f" | map's error at u*: {'V (mV)':>9} {'n':>9} {'S':>9} | first-order shift"
@@ -69,7 +69,12 @@ def main() -> None:
             line += f" | {'':19s}{err[0]:9.2e} {err[1]:9.2e} {err[2]:9.2e} | {np.linalg.norm(Minv @ err):9.2e}"
         print(line)
     if net is not None and args.eigen_v_s:
-        eigenvalue_attribution(model, net, [float(x) for x in args.eigen_v_s.split(",")], args.dt)
+        eigenvalue_attribution(model, net, _floats(args.eigen_v_s), args.dt)
+
+
+def _floats(text: str) -> list[float]:
+    """A comma-separated list of V_S values, e.g. "-34.6,-34.5"."""
+    return [float(x) for x in text.split(",")]
 
 
 def eigenvalue_attribution(model: BetaCell, net, v_s_values: list[float], dt: float) -> None:

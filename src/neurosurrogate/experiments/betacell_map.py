@@ -494,21 +494,18 @@ def distance_misses(v_grid, distance, target: float = 1e-2) -> list[dict]:
     if v_grid.shape != distance.shape or v_grid.ndim != 1:
         raise ValueError(f"v_grid {v_grid.shape} and distance {distance.shape}: pass two 1-D arrays of one length")
     over = ~(distance <= target)  # NaN (no fixed point found) counts as a miss
-    stretches, start = [], None
-    for k in range(len(v_grid) + 1):
-        if k < len(v_grid) and over[k]:
-            start = k if start is None else start
-        elif start is not None:
-            d = distance[start:k]
-            finite = d[np.isfinite(d)]
-            entry = {
-                "v_s": [round(float(v_grid[start]), 9), round(float(v_grid[k - 1]), 9)],  # no -31.799999999999997
-                "distance": [float(finite.min()), float(finite.max())] if finite.size else None,
-            }
-            if finite.size < d.size:
-                entry["no_fixed_point"] = int(d.size - finite.size)
-            stretches.append(entry)
-            start = None
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], over.astype(np.int8), [0]])))
+    stretches = []
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):  # the misses' runs [start, stop)
+        d = distance[start:stop]
+        finite = d[np.isfinite(d)]
+        entry = {
+            "v_s": [round(float(v_grid[start]), 9), round(float(v_grid[stop - 1]), 9)],  # no -31.799999999999997
+            "distance": [float(finite.min()), float(finite.max())] if finite.size else None,
+        }
+        if finite.size < d.size:
+            entry["no_fixed_point"] = int(d.size - finite.size)
+        stretches.append(entry)
     return stretches
 
 
