@@ -325,6 +325,36 @@ def test_dataset_of_two_parts_keeps_each_parts_chunks_and_standardises_them_toge
         BetaCellMapConfig.quick(fast_chunks=-1)
 
 
+def test_fixed_point_part_starts_inside_the_ball_and_keeps_the_cube_parts_constants():
+    """The third part (BetaCellMapConfig.fp_chunks, MapDataConfig.start="fixed_point"): every chunk starts within the
+    scaled radius of the ODE's fixed point u*(V_S) (Newton, the model's own), no chunk is dropped, and the eq. 10
+    constants stay those of the attractor part alone."""
+    from neurosurrogate.data.betacell import DISTANCE_SCALE
+    from neurosurrogate.experiments.betacell_map import BetaCellMapConfig, map_data_config
+    from neurosurrogate.models.betacell import BetaCell, fixed_point
+
+    cfg = BetaCellMapConfig.quick(system="modified", n_chunks=3, chunk_time=1.0, transient=2.0, fp_chunks=6)
+    attractor, near = (dataclasses.replace(c, batch=6, max_pairs=None) for c in map_data_config(cfg, 0.005))
+    assert (near.start, near.n_chunks, near.transient, near.seed) == ("fixed_point", 6, 0.0, cfg.seed + 2)
+    both, alone = make_map_dataset([attractor, near]), make_map_dataset(attractor)
+    assert both.sizes["sample"] == 3 * 200 + 6 * 80 and both.attrs["start"] == ["cube", "fixed_point"]
+    for k in ("m_u", "s_u", "m_p", "s_p"):
+        np.testing.assert_array_equal(both[k].values, alone[k].values)
+    u = both["u"].values.astype(np.float64) * both["s_u"].values + both["m_u"].values
+    first = np.searchsorted(both["chunk"].values, np.arange(3, 9))  # the first pair of each fixed-point chunk
+    with jax.enable_x64(True):
+        model = BetaCell.from_name("modified")
+        u_star = np.asarray(jax.vmap(lambda p: fixed_point(model, p))(jnp.asarray(both["V_S"].values[3:])))
+    distance = np.linalg.norm((u[first] - u_star) / DISTANCE_SCALE, axis=1)
+    assert np.all(distance <= near.min_distance * (1 + 1e-5)) and distance.max() > 0.3, distance
+    with pytest.raises(ValueError, match="add a start='cube' part"):
+        make_map_dataset(near)
+    with pytest.raises(ValueError, match="start='middle'"):
+        dataclasses.replace(near, start="middle")
+    with pytest.raises(ValueError, match="fp_chunks=-1"):
+        BetaCellMapConfig.quick(fp_chunks=-1)
+
+
 def test_bifurcation_helpers():
     dt = 0.01
     t = np.arange(0, 20, dt)

@@ -73,6 +73,14 @@ def betacell_map_command(
         ),
     ] = 0,
     fast_chunk_time: Annotated[float, typer.Option(help="length of each --fast-chunks chunk, s")] = 0.4,
+    fp_chunks: Annotated[
+        int,
+        typer.Option(
+            help="extra training chunks started inside the ball the other chunks leave out around the ODE's fixed "
+            "point (scaled radius 1), so the map also learns the flow next to u*, e.g. 2000; 0 = none"
+        ),
+    ] = 0,
+    fp_chunk_time: Annotated[float, typer.Option(help="length of each --fp-chunks chunk, s")] = 0.4,
     start_s: Annotated[
         str | None,
         typer.Option(
@@ -108,6 +116,8 @@ def betacell_map_command(
         "refine_pairs": refine_pairs,
         "fast_chunks": fast_chunks,
         "fast_chunk_time": fast_chunk_time,
+        "fp_chunks": fp_chunks,
+        "fp_chunk_time": fp_chunk_time,
     }
     if dt:
         overrides["dts"] = tuple(dt)

@@ -4,6 +4,9 @@ C control parameters V_S are drawn uniformly in [-40, -30]; for each, the ODE is
 the fixed point, a transient is dropped, and a chunk of S + 1 consecutive points at step dt is recorded on the bursting
 or spiking attractor. Chunks that settle on the fixed point (possible for the bistable system) are discarded and
 redrawn, so the fixed point is never in the data. The pairs are standardised with eq. 10 and written to Zarr.
+An optional part (``start="fixed_point"``, not in the paper) records short chunks from random starts inside the ball
+the other parts leave out around the ODE's fixed point, so that the map also learns the flow next to u* (its fixed
+points and eigenvalues are read there); that part is standardised with the other parts' constants.
 
 Dataset layout (``kind="betacell-map-pairs"``): variables ``p`` (sample, param), ``u`` and ``v`` (sample, var),
 standardised; ``du`` (sample, var) the standardised increment (v - u) / s_u computed in float64; ``chunk`` (sample)
@@ -67,13 +70,18 @@ class MapDataConfig:
         seed: seed of V_S and initial states.
         v_s_range: range of V_S, mV.
         min_distance: a start closer than this (scaled Euclidean distance, V/10 mV, n/0.01, S/0.01) to the fixed point
-            is redrawn; a chunk whose V varies by less than 1 mV is discarded as resting.
+            is redrawn; a chunk whose V varies by less than 1 mV is discarded as resting. With ``start="fixed_point"``
+            the radius of the ball of starts around the fixed point.
         rtol: tolerance of the reference solve.
         batch: chunks solved together (vmapped).
         max_pairs: keep a random subset of this many pairs (consecutive pairs are nearly redundant); None keeps all.
         start_cube: ((V_lo, V_hi), (n_lo, n_hi), (S_lo, S_hi)), the box of random initial states (default: the
             paper's cube of Sec. 2). With a short ``transient`` the chunks keep part of S's slow relaxation from its
             start value (tau_S = 35 s), so the S range of the start box widens the S range of the data.
+        start: ``"cube"`` (default): random starts in ``start_cube`` at least ``min_distance`` from the fixed point,
+            resting chunks discarded; ``"fixed_point"``: random starts inside the ball of scaled radius
+            ``min_distance`` around the ODE's fixed point u*(V_S) (uniform in the ball), every chunk kept (this part's
+            pairs do not enter the eq. 10 constants, which stay those of the cube parts).
     """
 
     system: Literal["original", "modified"] = "original"
@@ -88,6 +96,7 @@ class MapDataConfig:
     batch: int = 20
     max_pairs: int | None = None
     start_cube: tuple[tuple[float, float], ...] = START_CUBE
+    start: Literal["cube", "fixed_point"] = "cube"
 
     def __post_init__(self):
         if not any(abs(self.dt - d) < 1e-12 for d in ALLOWED_DT):
@@ -106,11 +115,26 @@ class MapDataConfig:
             raise ValueError(
                 f"start_cube={self.start_cube}; pass three (low, high) ranges for V, n, S, e.g. {START_CUBE}"
             )
+        if self.start not in ("cube", "fixed_point"):
+            raise ValueError(f"start={self.start!r}; use 'cube' or 'fixed_point'")
+        if self.min_distance <= 0:
+            raise ValueError(f"min_distance={self.min_distance}; pass a positive scaled distance, e.g. 1.0")
+
+
+#: units of the scaled distance to the fixed point: V / 10 mV, n / 0.01, S / 0.01
+DISTANCE_SCALE = np.array([10.0, 0.01, 0.01])
 
 
 def _scaled_distance(u, u_star):
-    scale = jnp.array([10.0, 0.01, 0.01], dtype=u.dtype)
-    return jnp.linalg.norm((u - u_star) / scale, axis=-1)
+    return jnp.linalg.norm((u - u_star) / jnp.asarray(DISTANCE_SCALE, dtype=u.dtype), axis=-1)
+
+
+def _starts_near_fixed_point(rng: np.random.Generator, u_star: np.ndarray, radius: float) -> np.ndarray:
+    """Random states uniform in the ball of scaled radius ``radius`` around each row of ``u_star`` (n, 3)."""
+    direction = rng.normal(size=u_star.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    r = radius * rng.uniform(size=(u_star.shape[0], 1)) ** (1.0 / 3.0)
+    return u_star + r * direction * DISTANCE_SCALE
 
 
 def make_map_dataset(
@@ -120,7 +144,8 @@ def make_map_dataset(
 
     ``config`` may be a sequence of parts of one system and dt (e.g. attractor chunks after a transient plus short
     chunks of the fast transients from the start cube): each part is simulated with its own settings and seed and
-    subsampled to its own ``max_pairs``, then all pairs are standardised together (eq. 10) and the chunks numbered on.
+    subsampled to its own ``max_pairs``, then all pairs are standardised together (eq. 10; with the constants of the
+    ``start="cube"`` parts) and the chunks numbered on.
 
     Runs in float64 (``jax.enable_x64`` inside) with Diffrax Tsit5 at ``config.rtol`` (accuracy-limited at this
     tolerance; it agrees with the stiff Kvaerno5 to ~1e-5 mV over 120 s and is ten times faster).
@@ -129,6 +154,8 @@ def make_map_dataset(
     if not parts or len({(c.system, c.dt) for c in parts}) != 1:
         systems = [(c.system, c.dt) for c in parts]
         raise ValueError(f"parts {systems}; pass at least one MapDataConfig, all of one system and dt")
+    if all(c.start != "cube" for c in parts):
+        raise ValueError("every part starts at the fixed point; add a start='cube' part (it sets the eq. 10 constants)")
     first = parts[0]
     model = BetaCell.from_name(first.system)
     kept: list[tuple[np.ndarray, ...]] = []  # per part: u, v, p, chunk of the kept pairs
@@ -141,7 +168,9 @@ def make_map_dataset(
         p = np.repeat(v_s, steps)[:, None]
         chunk = np.repeat(np.arange(len(v_s)) + n_before, steps).astype(np.int32)
         n_before += len(v_s)
-        every_u.append(u), every_p.append(p), v_s_parts.append(v_s)
+        if cfg.start == "cube":  # the eq. 10 constants: the cube parts only (see MapDataConfig.start)
+            every_u.append(u), every_p.append(p)
+        v_s_parts.append(v_s)
         if cfg.max_pairs is not None and cfg.max_pairs < u.shape[0]:
             keep = np.sort(rng.permutation(u.shape[0])[: cfg.max_pairs])
             u, v, p, chunk = u[keep], v[keep], p[keep], chunk[keep]
@@ -182,6 +211,7 @@ def make_map_dataset(
             "seed": per_part("seed"),
             "max_pairs": per_part("max_pairs"),
             "start_cube": [list(r) for r in first.start_cube],
+            "start": per_part("start"),
             "v_s_range": list(first.v_s_range),
             "units": {"V": "mV", "n": "1", "S": "1", "V_S": "mV", "dt": "s"},
             "description": "standardised (p, u(t), u(t+dt)) pairs of the beta-cell ODE (seed 003 eq. 10)",
@@ -220,8 +250,13 @@ def _simulate_chunks(model: BetaCell, config: MapDataConfig, progress: bool):
                 v_s = rng.uniform(*config.v_s_range, size=nb)
                 lo = np.array([c[0] for c in config.start_cube])
                 hi = np.array([c[1] for c in config.start_cube])
-                u0 = lo + (hi - lo) * rng.uniform(size=(nb, 3))
-                far = np.asarray(_scaled_distance(jnp.asarray(u0), fp(jnp.asarray(v_s)))) > config.min_distance
+                u_star = np.asarray(fp(jnp.asarray(v_s)))
+                if config.start == "fixed_point":
+                    u0 = _starts_near_fixed_point(rng, u_star, config.min_distance)
+                    far = np.ones(nb, dtype=bool)
+                else:
+                    u0 = lo + (hi - lo) * rng.uniform(size=(nb, 3))
+                    far = np.asarray(_scaled_distance(jnp.asarray(u0), jnp.asarray(u_star))) > config.min_distance
                 traj = np.asarray(
                     solve(
                         model,
@@ -234,7 +269,9 @@ def _simulate_chunks(model: BetaCell, config: MapDataConfig, progress: bool):
                         solver=diffrax.Tsit5(),
                     )
                 )
-                ok = np.isfinite(traj).all(axis=(1, 2)) & (np.ptp(traj[:, :, 0], axis=1) > 1.0)
+                ok = np.isfinite(traj).all(axis=(1, 2))
+                if config.start == "cube":  # resting chunks are redrawn (the fixed-point part keeps them)
+                    ok &= np.ptp(traj[:, :, 0], axis=1) > 1.0
                 for tr, p in zip(traj[ok], v_s[far][ok], strict=True):
                     if len(chunks) < config.n_chunks:
                         chunks.append(tr)

@@ -88,6 +88,10 @@ class BetaCellMapConfig:
             recorded from the random start without a transient (the fast transients from the start cube toward the
             attractor, which pass close to the fixed point where the attractor does not), with their own seed
             (``seed + 1``) and up to ``max_pairs`` pairs of their own; both parts are standardised together.
+        fp_chunks, fp_chunk_time: a third part (0 chunks = none, not in the paper): chunks of ``fp_chunk_time`` s
+            from random starts inside the ball (scaled radius 1) that the other parts leave out around the ODE's fixed
+            point u*(V_S) (``MapDataConfig.start = "fixed_point"``), seed ``seed + 2``, standardised with the other
+            parts' constants: data next to u*, where the fixed-point distance and eigenvalues are read.
         start_s: (lo, hi), the range of S of the random initial states (None: the paper's cube, [0.17, 0.2]). With a
             short ``transient`` (e.g. 2 s: V and n are on their fast oscillation after 100 time constants, S is not)
             the chunks keep S's slow relaxation from its start, and a wider range here widens the S range of the data
@@ -129,6 +133,8 @@ class BetaCellMapConfig:
     transient: float = 100.0
     fast_chunks: int = 0
     fast_chunk_time: float = 0.4
+    fp_chunks: int = 0
+    fp_chunk_time: float = 0.4
     start_s: tuple[float, float] | None = None
     max_pairs: int = 200_000
     n_hidden: int = 100
@@ -176,8 +182,10 @@ class BetaCellMapConfig:
             raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
         if not self.dts:
             raise ValueError("dts is empty; pass at least one time step, e.g. (0.005,)")
-        if self.fast_chunks < 0:
-            raise ValueError(f"fast_chunks={self.fast_chunks}; pass 0 (none) or more chunks")
+        if self.fast_chunks < 0 or self.fp_chunks < 0:
+            raise ValueError(
+                f"fast_chunks={self.fast_chunks}, fp_chunks={self.fp_chunks}; pass 0 (none) or more chunks"
+            )
         for dt in self.dts:
             if not any(abs(dt - d) < 1e-12 for d in ALLOWED_DT):
                 raise ValueError(f"dt={dt} is not supported; choose from {list(ALLOWED_DT)} s")
@@ -238,7 +246,8 @@ def _map_runner(net: RecurrentMap):
 
 
 def map_data_config(cfg: BetaCellMapConfig, dt: float) -> tuple[MapDataConfig, ...]:
-    """The training-data settings of the reproduction at time step ``dt``: one part, or two with ``fast_chunks``."""
+    """The training-data settings of the reproduction at time step ``dt``: the attractor part, then the fast
+    transients (``fast_chunks``) and the fixed-point neighbourhood (``fp_chunks``) where asked for."""
     main = MapDataConfig(
         system=cfg.system,
         dt=dt,
@@ -249,12 +258,25 @@ def map_data_config(cfg: BetaCellMapConfig, dt: float) -> tuple[MapDataConfig, .
         max_pairs=cfg.max_pairs,
         start_cube=start_cube_with_s(cfg.start_s),
     )
-    if cfg.fast_chunks == 0:
-        return (main,)
-    fast = dataclasses.replace(
-        main, n_chunks=cfg.fast_chunks, chunk_time=cfg.fast_chunk_time, transient=0.0, seed=cfg.seed + 1
-    )
-    return main, fast
+    parts = [main]
+    if cfg.fast_chunks:
+        parts.append(
+            dataclasses.replace(
+                main, n_chunks=cfg.fast_chunks, chunk_time=cfg.fast_chunk_time, transient=0.0, seed=cfg.seed + 1
+            )
+        )
+    if cfg.fp_chunks:
+        parts.append(
+            dataclasses.replace(
+                main,
+                n_chunks=cfg.fp_chunks,
+                chunk_time=cfg.fp_chunk_time,
+                transient=0.0,
+                seed=cfg.seed + 2,
+                start="fixed_point",
+            )
+        )
+    return tuple(parts)
 
 
 def _train_map(
