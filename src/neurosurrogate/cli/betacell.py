@@ -76,11 +76,18 @@ def betacell_map_command(
     fp_chunks: Annotated[
         int,
         typer.Option(
-            help="extra training chunks started inside the ball the other chunks leave out around the ODE's fixed "
-            "point (scaled radius 1), so the map also learns the flow next to u*, e.g. 2000; 0 = none"
+            help="extra chunks started next to the ODE's fixed point u* (within the scaled distance 0.3; the other "
+            "chunks keep 1 away), for the fixed-point stage of the refinement (--fp-refine-steps), e.g. 10000; 0 = none"
         ),
     ] = 0,
-    fp_chunk_time: Annotated[float, typer.Option(help="length of each --fp-chunks chunk, s")] = 0.4,
+    fp_chunk_time: Annotated[float, typer.Option(help="length of each --fp-chunks chunk, s")] = 0.05,
+    fp_refine_steps: Annotated[
+        str,
+        typer.Option(
+            help="Levenberg-Marquardt steps per subnetwork of the fixed-point stage after --refine-steps: the same "
+            "pairs plus 2000 --fp-chunks pairs weighted 10, Jacobian weight 1; one count or 'V,n,S', e.g. 0,0,300"
+        ),
+    ] = "0",
     start_s: Annotated[
         str | None,
         typer.Option(
@@ -129,13 +136,8 @@ def betacell_map_command(
             if len(parts) != 2:
                 raise ValueError(f"--start-s {start_s!r}: pass two numbers 'LO,HI', e.g. 0.17,0.25")
             overrides["start_s"] = (float(parts[0]), float(parts[1]))
-        try:
-            counts = [int(x) for x in refine_steps.split(",")]
-        except ValueError:
-            raise ValueError(
-                f"--refine-steps {refine_steps!r}: pass one whole number or three 'V,n,S', e.g. 800 or 800,800,1600"
-            ) from None
-        overrides["refine_steps"] = counts[0] if len(counts) == 1 else tuple(counts)
+        overrides["refine_steps"] = _step_counts("--refine-steps", refine_steps, "800,800,1600")
+        overrides["fp_refine_steps"] = _step_counts("--fp-refine-steps", fp_refine_steps, "0,0,300")
         cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None
@@ -159,3 +161,12 @@ def betacell_map_command(
         table.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"[green]done[/]: {out / 'report.html'}")
+
+
+def _step_counts(option: str, text: str, example: str) -> int | tuple[int, ...]:
+    """``text`` of a steps option: one whole number, or three 'V,n,S' counts (as a tuple)."""
+    try:
+        counts = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: pass one whole number or three 'V,n,S', e.g. 800 or {example}") from None
+    return counts[0] if len(counts) == 1 else tuple(counts)

@@ -10,7 +10,8 @@ points and eigenvalues are read there); that part is standardised with the other
 
 Dataset layout (``kind="betacell-map-pairs"``): variables ``p`` (sample, param), ``u`` and ``v`` (sample, var),
 standardised; ``du`` (sample, var) the standardised increment (v - u) / s_u computed in float64; ``chunk`` (sample)
-the chunk index; ``V_S`` (chunk) in mV; ``m_u``, ``s_u`` (var) and ``m_p``, ``s_p`` (param) the eq. 10 constants.
+the chunk index; ``V_S`` (chunk) in mV; ``fixed_point_start`` (chunk) whether the chunk started near the fixed point;
+``m_u``, ``s_u`` (var) and ``m_p``, ``s_p`` (param) the eq. 10 constants.
 Attributes: ``dt`` (s), ``system``, ``g_K2``, ``transient`` (s), ``chunk_time`` (s), ``n_chunks``, ``seed``,
 ``max_pairs``, ``v_s_range``; the per-part settings are lists when the data combine several parts
 (``make_map_dataset`` with a sequence of ``MapDataConfig``, e.g. attractor chunks plus fast transients).
@@ -38,6 +39,7 @@ __all__ = [
     "ALLOWED_DT",
     "MapDataConfig",
     "fixed_point_separation",
+    "fixed_point_pairs",
     "flow_derivatives",
     "load_map_dataset",
     "make_map_dataset",
@@ -80,8 +82,8 @@ class MapDataConfig:
             start value (tau_S = 35 s), so the S range of the start box widens the S range of the data.
         start: ``"cube"`` (default): random starts in ``start_cube`` at least ``min_distance`` from the fixed point,
             resting chunks discarded; ``"fixed_point"``: random starts inside the ball of scaled radius
-            ``min_distance`` around the ODE's fixed point u*(V_S) (uniform in the ball), every chunk kept (this part's
-            pairs do not enter the eq. 10 constants, which stay those of the cube parts).
+            ``min_distance`` around the ODE's fixed point u*(V_S) (the distance uniform in [0, radius]), every chunk
+            kept (this part's pairs do not enter the eq. 10 constants, which stay those of the cube parts).
     """
 
     system: Literal["original", "modified"] = "original"
@@ -130,10 +132,11 @@ def _scaled_distance(u, u_star):
 
 
 def _starts_near_fixed_point(rng: np.random.Generator, u_star: np.ndarray, radius: float) -> np.ndarray:
-    """Random states uniform in the ball of scaled radius ``radius`` around each row of ``u_star`` (n, 3)."""
+    """Random states around each row of ``u_star`` (n, 3): a uniform direction and a scaled distance uniform in
+    [0, ``radius``] (denser toward u* than uniform in the ball, whose volume is mostly near its surface)."""
     direction = rng.normal(size=u_star.shape)
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    r = radius * rng.uniform(size=(u_star.shape[0], 1)) ** (1.0 / 3.0)
+    r = radius * rng.uniform(size=(u_star.shape[0], 1))
     return u_star + r * direction * DISTANCE_SCALE
 
 
@@ -160,6 +163,7 @@ def make_map_dataset(
     model = BetaCell.from_name(first.system)
     kept: list[tuple[np.ndarray, ...]] = []  # per part: u, v, p, chunk of the kept pairs
     every_u, every_p, v_s_parts = [], [], []  # all simulated pairs' u and p (the eq. 10 constants), V_S per chunk
+    near_parts = []  # per chunk: started near the fixed point (start="fixed_point")
     n_before = 0  # chunks of the earlier parts: the chunk numbers go on across parts
     for cfg in parts:
         traj, v_s, rng = _simulate_chunks(model, cfg, progress)  # (C, S + 1, 3), (C,)
@@ -171,6 +175,7 @@ def make_map_dataset(
         if cfg.start == "cube":  # the eq. 10 constants: the cube parts only (see MapDataConfig.start)
             every_u.append(u), every_p.append(p)
         v_s_parts.append(v_s)
+        near_parts.append(np.full(len(v_s), cfg.start == "fixed_point"))
         if cfg.max_pairs is not None and cfg.max_pairs < u.shape[0]:
             keep = np.sort(rng.permutation(u.shape[0])[: cfg.max_pairs])
             u, v, p, chunk = u[keep], v[keep], p[keep], chunk[keep]
@@ -195,6 +200,7 @@ def make_map_dataset(
             "du": (("sample", "var"), ((v - u) / s_u).astype(np.float32)),
             "chunk": (("sample",), chunk),
             "V_S": (("chunk_index",), v_s),
+            "fixed_point_start": (("chunk_index",), np.concatenate(near_parts)),
             "m_u": (("var",), m_u),
             "s_u": (("var",), s_u),
             "m_p": (("param",), m_p),
@@ -284,6 +290,14 @@ def _simulate_chunks(model: BetaCell, config: MapDataConfig, progress: bool):
     return np.stack(chunks), np.asarray(v_s_list), rng
 
 
+def fixed_point_pairs(ds: xr.Dataset) -> np.ndarray:
+    """Boolean mask (sample,): the pairs of chunks started near the fixed point (``start="fixed_point"``); all False
+    for data without such a part (and stores written before the flag existed)."""
+    if "fixed_point_start" not in ds:
+        return np.zeros(ds.sizes["sample"], dtype=bool)
+    return ds["fixed_point_start"].values.astype(bool)[ds["chunk"].values]
+
+
 def save_map_dataset(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write the pairs to a Zarr store (atomic)."""
     return save_dataset(ds, path, kind=KIND, overwrite=overwrite)
@@ -371,7 +385,8 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
     the store keeps ``max_pairs``); ``S_min``, ``S_max``, the chunk's range of S; ``S_star``, the fixed point's S and
     ``S_star_standardised``, the same in the data's standardised units (eq. 10); ``S_headroom``, how far the chunk's S
     reaches beyond the fixed point's, (S_max - S_star) / s_S (negative: the fixed point's S lies above all of the
-    chunk's data, so the map extrapolates in S there).
+    chunk's data, so the map extrapolates in S there). Chunks of a fixed-point part (``start="fixed_point"``) are
+    left out: they start next to u* by design.
     """
     model = BetaCell.from_name(ds.attrs["system"])
     m_u, s_u = ds["m_u"].values, ds["s_u"].values
@@ -380,9 +395,12 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
     v_s = ds["V_S"].values.astype(np.float64)
     with jax.enable_x64(True):
         u_star = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_s)))
+    near = ds["fixed_point_start"].values.astype(bool) if "fixed_point_start" in ds else np.zeros(len(v_s), bool)
+    by_chunk = np.argsort(chunk, kind="stable")
+    bounds = np.searchsorted(chunk[by_chunk], np.arange(len(v_s) + 1))
     keep, dist, s_min, s_max = [], [], [], []
-    for c in range(len(v_s)):
-        pts = u[chunk == c]
+    for c in np.flatnonzero(~near):
+        pts = u[by_chunk[bounds[c] : bounds[c + 1]]]
         if len(pts):  # a chunk may have lost all its pairs to the max_pairs subset
             keep.append(c)
             dist.append(np.linalg.norm(pts - u_star[c], axis=1).min())

@@ -37,6 +37,7 @@ from ..analysis.fixed_points import iterate_map, map_fixed_point, ode_eigenvalue
 from ..data.betacell import (
     ALLOWED_DT,
     MapDataConfig,
+    fixed_point_pairs,
     fixed_point_separation,
     flow_derivatives,
     load_map_dataset,
@@ -88,10 +89,19 @@ class BetaCellMapConfig:
             recorded from the random start without a transient (the fast transients from the start cube toward the
             attractor, which pass close to the fixed point where the attractor does not), with their own seed
             (``seed + 1``) and up to ``max_pairs`` pairs of their own; both parts are standardised together.
-        fp_chunks, fp_chunk_time: a third part (0 chunks = none, not in the paper): chunks of ``fp_chunk_time`` s
-            from random starts inside the ball (scaled radius 1) that the other parts leave out around the ODE's fixed
-            point u*(V_S) (``MapDataConfig.start = "fixed_point"``), seed ``seed + 2``, standardised with the other
-            parts' constants: data next to u*, where the fixed-point distance and eigenvalues are read.
+        fp_chunks, fp_chunk_time, fp_radius: a third part (0 chunks = none, not in the paper): chunks of
+            ``fp_chunk_time`` s from random starts within the scaled distance ``fp_radius`` of the ODE's fixed point
+            u*(V_S) (``MapDataConfig.start = "fixed_point"``; the other parts leave out the ball of radius 1), seed
+            ``seed + 2``, standardised with the other parts' constants: data next to u*, where the fixed-point
+            distance and eigenvalues are read. Short chunks keep the data next to u* where it is unstable too. These
+            pairs are held out of Adam, of the validation split and of the first refinement stage.
+        fp_refine_steps, fp_refine_pairs, fp_refine_weight, fp_refine_jacobian_weight: the fixed-point stage of the
+            refinement (0 steps = none; needs ``fp_chunks``): Levenberg-Marquardt steps per subnetwork (one count or
+            one per variable) after the first stage, on its ``refine_pairs`` pairs plus ``fp_refine_pairs`` random
+            pairs of the fixed-point part weighted ``fp_refine_weight``, with the Jacobian weight
+            ``fp_refine_jacobian_weight`` (c_1 of the "sobolev" loss; smaller than the first stage's, so the values
+            next to u*, which set the fixed point, count more). It removes most of S's error at u* on the modified
+            system's near-fold stretch (docs/betacell.md).
         start_s: (lo, hi), the range of S of the random initial states (None: the paper's cube, [0.17, 0.2]). With a
             short ``transient`` (e.g. 2 s: V and n are on their fast oscillation after 100 time constants, S is not)
             the chunks keep S's slow relaxation from its start, and a wider range here widens the S range of the data
@@ -134,7 +144,12 @@ class BetaCellMapConfig:
     fast_chunks: int = 0
     fast_chunk_time: float = 0.4
     fp_chunks: int = 0
-    fp_chunk_time: float = 0.4
+    fp_chunk_time: float = 0.05
+    fp_radius: float = 0.3
+    fp_refine_steps: int | tuple[int, ...] = 0
+    fp_refine_pairs: int = 2000
+    fp_refine_weight: float = 10.0
+    fp_refine_jacobian_weight: float = 1.0
     start_s: tuple[float, float] | None = None
     max_pairs: int = 200_000
     n_hidden: int = 100
@@ -175,8 +190,21 @@ class BetaCellMapConfig:
                 f"jacobian_weight={self.jacobian_weight}, hessian_weight={self.hessian_weight}; pass values >= 0"
             )
         refine_steps_per_subnetwork(self.refine_steps, 3)  # raises on a bad count
-        if self.refine_pairs < 1:
-            raise ValueError(f"refine_pairs={self.refine_pairs}; pass refine_pairs >= 1")
+        refine_steps_per_subnetwork(self.fp_refine_steps, 3)
+        if self.refine_pairs < 1 or self.fp_refine_pairs < 1:
+            raise ValueError(
+                f"refine_pairs={self.refine_pairs}, fp_refine_pairs={self.fp_refine_pairs}; pass counts >= 1"
+            )
+        if self.fp_refine_weight < 0 or self.fp_refine_jacobian_weight < 0 or not self.fp_radius > 0:
+            raise ValueError(
+                f"fp_refine_weight={self.fp_refine_weight}, fp_refine_jacobian_weight="
+                f"{self.fp_refine_jacobian_weight}, fp_radius={self.fp_radius}; pass weights >= 0 and a radius > 0"
+            )
+        if any(refine_steps_per_subnetwork(self.fp_refine_steps, 3)) and not self.fp_chunks:
+            raise ValueError(
+                f"fp_refine_steps={self.fp_refine_steps} needs pairs near the fixed point; pass fp_chunks > 0 "
+                "(e.g. 10000)"
+            )
         s_ok = self.start_s is None or (len(self.start_s) == 2 and 0.0 <= self.start_s[0] < self.start_s[1] <= 1.0)
         if not s_ok:
             raise ValueError(f"start_s={self.start_s}; pass (lo, hi) with 0 <= lo < hi <= 1 (S is a fraction)")
@@ -274,6 +302,7 @@ def map_data_config(cfg: BetaCellMapConfig, dt: float) -> tuple[MapDataConfig, .
                 transient=0.0,
                 seed=cfg.seed + 2,
                 start="fixed_point",
+                min_distance=cfg.fp_radius,
             )
         )
     return tuple(parts)
@@ -307,17 +336,19 @@ def _train_map(
         fit_info["val_mse"],
         t_train,
     )
-    if fit_info["refine"]:
-        r = fit_info["refine"]
-        run.log.info(
-            "dt=%g: Levenberg-Marquardt on %d pairs (%.1f s): loss per subnetwork %s -> %s, accepted steps %s",
-            dt,
-            r["pairs"],
-            r["seconds"],
-            ", ".join(f"{x:.3e}" for x in r["loss_before"]),
-            ", ".join(f"{x:.3e}" for x in r["loss_after"]),
-            r["accepted_steps"],
-        )
+    for stage, label in (("refine", ""), ("fp_refine", " (fixed-point stage)")):
+        if fit_info[stage]:
+            r = fit_info[stage]
+            run.log.info(
+                "dt=%g: Levenberg-Marquardt%s on %d pairs (%.1f s): loss per subnetwork %s -> %s, accepted steps %s",
+                dt,
+                label,
+                r["pairs"],
+                r["seconds"],
+                ", ".join(f"{x:.3e}" for x in r["loss_before"]),
+                ", ".join(f"{x:.3e}" for x in r["loss_after"]),
+                r["accepted_steps"],
+            )
     info = {
         **fit_info,
         "best_epoch": res.best_epoch,
@@ -364,17 +395,20 @@ def fit_map(
 
     The validation split (``cfg.val_fraction``, drawn with ``cfg.seed``) is the same for both losses; whatever the
     training loss, the validation MSE of the standardised u(t + dt) (eq. 16, the paper's figure of merit) is reported.
+    Pairs of the fixed-point part (``fp_chunks``) are held out of the split, Adam and the first refinement stage;
+    only the fixed-point stage (``fp_refine_steps``) uses them.
 
     Returns:
         ``(TrainResult, info)`` with ``info = {"loss", "val_mse", "val_loss", "val_mse_per_variable",
-        "val_increment_rel_rmse", "refine"}``: the state MSE (all / per variable) and the rms increment error relative
-        to the increment's standard deviation, per variable, on the validation split; ``refine``: the
-        Levenberg-Marquardt losses per subnetwork before and after, or None.
+        "val_increment_rel_rmse", "refine", "fp_refine"}``: the state MSE (all / per variable) and the rms increment
+        error relative to the increment's standard deviation, per variable, on the validation split; ``refine`` and
+        ``fp_refine``: the Levenberg-Marquardt losses per subnetwork before and after each stage, or None.
     """
     p, u, v = pairs_arrays(ds, target="state")
     du = pairs_arrays(ds, target="increment")[2]
-    n = p.shape[0]
-    iv, it = validation_split(n, cfg.val_fraction, cfg.seed)
+    near = fixed_point_pairs(ds)  # the fixed-point part: held out of Adam and the first refinement stage
+    cube = np.flatnonzero(~near)
+    iv, it = (cube[k] for k in validation_split(len(cube), cfg.val_fraction, cfg.seed))
     n_val = len(iv)
     target = v if cfg.loss == "state" else du
     data = (p, u, target)
@@ -402,30 +436,24 @@ def fit_map(
         ),
         val_data=tuple(x[iv] for x in data) if n_val else None,
     )
-    refine = None
+    refine = fp_refine = None
+    sub = np.sort(np.random.default_rng(cfg.seed + 1).permutation(it)[: cfg.refine_pairs])
     if any(refine_steps_per_subnetwork(cfg.refine_steps, 3)):  # Levenberg-Marquardt on a subset of the pairs, same loss
-        t_lm = time.perf_counter()
-        sub = np.sort(np.random.default_rng(cfg.seed + 1).permutation(it)[: cfg.refine_pairs])
-        model, lm = refine_map(
-            res.model,
-            cfg.loss,
-            tuple(np.asarray(x)[sub] for x in data),
-            du[it],
-            jacobian_weight=cfg.jacobian_weight,
-            hessian_weight=cfg.hessian_weight,
-            config=LMConfig(progress=progress),
-            steps=cfg.refine_steps,
-            checkpoint=None if checkpoint is None else Path(checkpoint).with_suffix(".refine.eqx"),
-            resume=resume,
+        model, refine = _refine_stage(
+            res.model, cfg, data, du[it], sub, None, cfg.jacobian_weight, cfg.refine_steps, ".refine.eqx",
+            checkpoint, resume, progress,
         )
         res = dataclasses.replace(res, model=model)
-        refine = {
-            "pairs": len(sub),
-            "loss_before": [r.history[0] for r in lm],
-            "loss_after": [r.history[-1] for r in lm],
-            "accepted_steps": [len(r.history) - 1 for r in lm],
-            "seconds": time.perf_counter() - t_lm,
-        }
+    if any(refine_steps_per_subnetwork(cfg.fp_refine_steps, 3)):  # the fixed-point stage: + weighted near-u* pairs
+        if not near.any():
+            raise ValueError("fp_refine_steps: the data have no pairs near the fixed point; build them with fp_chunks")
+        extra = np.sort(np.random.default_rng(cfg.seed + 2).permutation(np.flatnonzero(near))[: cfg.fp_refine_pairs])
+        weight = np.concatenate([np.ones(len(sub)), np.full(len(extra), cfg.fp_refine_weight)])
+        model, fp_refine = _refine_stage(
+            res.model, cfg, data, du[it], np.concatenate([sub, extra]), weight, cfg.fp_refine_jacobian_weight,
+            cfg.fp_refine_steps, ".fp-refine.eqx", checkpoint, resume, progress,
+        )
+        res = dataclasses.replace(res, model=model)
     sel = iv if n_val else it
     inc = np.asarray(jax.jit(jax.vmap(res.model.increment_standardised))(u[sel], p[sel]))
     state_err = (np.asarray(u[sel]) + inc) - np.asarray(v[sel])
@@ -437,8 +465,35 @@ def fit_map(
         "val_mse_per_variable": np.mean(state_err**2, axis=0).tolist(),
         "val_increment_rel_rmse": (np.sqrt(np.mean(inc_err**2, axis=0)) / np.std(np.asarray(du[sel]), axis=0)).tolist(),
         "refine": refine,
+        "fp_refine": fp_refine,
     }
     return res, info
+
+
+def _refine_stage(net, cfg, data, du_train, idx, weight, jacobian_weight, steps, suffix, checkpoint, resume, progress):
+    """One Levenberg-Marquardt stage (:func:`refine_map`) on the pairs ``idx`` (weights ``weight`` or None) with
+    its own checkpoint ``<checkpoint><suffix>``; returns the map and a summary of the stage."""
+    t_lm = time.perf_counter()
+    model, lm = refine_map(
+        net,
+        cfg.loss,
+        tuple(np.asarray(x)[idx] for x in data),
+        du_train,
+        jacobian_weight=jacobian_weight,
+        hessian_weight=cfg.hessian_weight,
+        config=LMConfig(progress=progress),
+        steps=steps,
+        checkpoint=None if checkpoint is None else Path(checkpoint).with_suffix(suffix),
+        resume=resume,
+        sample_weight=weight,
+    )
+    return model, {
+        "pairs": len(idx),
+        "loss_before": [r.history[0] for r in lm],
+        "loss_after": [r.history[-1] for r in lm],
+        "accepted_steps": [len(r.history) - 1 for r in lm],
+        "seconds": time.perf_counter() - t_lm,
+    }
 
 
 @eqx.filter_jit

@@ -406,6 +406,7 @@ def refine_map(
     steps=None,
     checkpoint=None,
     resume: bool = False,
+    sample_weight=None,
 ) -> tuple[RecurrentMap, list]:
     """Refine a trained map by Levenberg-Marquardt, one subnetwork at a time, on the loss ``kind``.
 
@@ -424,6 +425,8 @@ def refine_map(
             reused as it is), with fewer it is refined again from ``net``; the others are refined from ``net``. Each
             variable's increment depends only on its own subnetwork, so this equals an uninterrupted refinement (up
             to the float32 rounding of a stored subnetwork that is continued).
+        sample_weight: optional weights (n,) >= 0 of the pairs: each pair's residuals are scaled by the square root
+            of its weight (a weighted sum of squares; None = all 1).
 
     Returns:
         ``(net, results)``: the refined map and one ``LMResult`` per subnetwork (its ``history`` starts with the
@@ -440,6 +443,15 @@ def refine_map(
     settings = {"loss": kind, "pairs": int(np.shape(data[0])[0])}
     if kind == "sobolev":  # the derivative weights change the residuals, so a refinement under others is not reused
         settings |= {"jacobian_weight": jacobian_weight, "hessian_weight": hessian_weight}
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+        if sample_weight.shape != (settings["pairs"],) or not np.all(np.isfinite(sample_weight) & (sample_weight >= 0)):
+            raise ValueError(
+                f"sample_weight of shape {sample_weight.shape}; pass one finite weight >= 0 per pair "
+                f"({settings['pairs']} pairs)"
+            )
+        data = (*data, sample_weight)
+        settings |= {"sample_weight_sum": float(sample_weight.sum()), "sample_weight_max": float(sample_weight.max())}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
     done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged", "damping"} once refined
     partial: list = [None] * net.n_state  # stored refinements with fewer steps than asked for: continued below
@@ -463,6 +475,8 @@ def refine_map(
         fn = subnetwork_residuals(
             i, kind, float(weights[i]), jacobian_weight=jacobian_weight, hessian_weight=hessian_weight
         )
+        if sample_weight is not None:
+            fn = _weighted(fn)
         label = f"{config.label} subnetwork {i + 1}/{net.n_state}"
         run = dataclasses.replace(config, steps=per_net[i], label=label)
         if partial[i] is not None:  # the extra steps, from the stored lambda (records written before it: the default)
@@ -479,6 +493,16 @@ def refine_map(
             save_map(checkpoint, net)
             atomic_write_json(record, {"settings": settings, "done": done})
     return net, results
+
+
+def _weighted(residual):
+    """``residual`` with a per-sample weight as its last data field: residuals x sqrt(weight)."""
+
+    def weighted(weights_i, net, *sample):
+        *fields, w = sample
+        return jnp.sqrt(w) * residual(weights_i, net, *fields)
+
+    return weighted
 
 
 def refine_steps_per_subnetwork(steps, n_state: int) -> list[int]:
