@@ -85,9 +85,12 @@ def betacell_map_command(
         str,
         typer.Option(
             help="Levenberg-Marquardt steps per subnetwork of the fixed-point stage after --refine-steps: the same "
-            "pairs plus 2000 --fp-chunks pairs weighted 10, Jacobian weight 1; one count or 'V,n,S', e.g. 0,0,300"
+            "pairs plus --fp-refine-pairs pairs of --fp-chunks weighted --fp-refine-weight, Jacobian weight 1; one "
+            "count or 'V,n,S', e.g. 200,0,300"
         ),
     ] = "0",
+    fp_refine_pairs: Annotated[int, typer.Option(help="--fp-chunks pairs in the fixed-point stage")] = 2000,
+    fp_refine_weight: Annotated[float, typer.Option(help="weight of those pairs in the fixed-point stage")] = 10.0,
     start_s: Annotated[
         str | None,
         typer.Option(
@@ -125,6 +128,8 @@ def betacell_map_command(
         "fast_chunk_time": fast_chunk_time,
         "fp_chunks": fp_chunks,
         "fp_chunk_time": fp_chunk_time,
+        "fp_refine_pairs": fp_refine_pairs,
+        "fp_refine_weight": fp_refine_weight,
     }
     if dt:
         overrides["dts"] = tuple(dt)
