@@ -90,7 +90,7 @@ def betacell_map_command(
         ),
     ] = "0",
     fp_refine_pairs: Annotated[int, typer.Option(help="--fp-chunks pairs in the fixed-point stage")] = 2000,
-    fp_refine_weight: Annotated[float, typer.Option(help="weight of those pairs in the fixed-point stage")] = 10.0,
+    fp_refine_weight: Annotated[float, typer.Option(help="weight of those pairs in the fixed-point stage")] = 100.0,
     start_s: Annotated[
         str | None,
         typer.Option(

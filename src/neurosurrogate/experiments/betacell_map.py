@@ -148,7 +148,7 @@ class BetaCellMapConfig:
     fp_radius: float = 0.3
     fp_refine_steps: int | tuple[int, ...] = 0
     fp_refine_pairs: int = 2000
-    fp_refine_weight: float = 10.0
+    fp_refine_weight: float = 100.0
     fp_refine_jacobian_weight: float = 1.0
     start_s: tuple[float, float] | None = None
     max_pairs: int = 200_000
