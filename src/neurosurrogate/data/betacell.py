@@ -290,12 +290,17 @@ def _simulate_chunks(model: BetaCell, config: MapDataConfig, progress: bool):
     return np.stack(chunks), np.asarray(v_s_list), rng
 
 
+def _fixed_point_chunks(ds: xr.Dataset) -> np.ndarray:
+    """Boolean mask (chunk_index,): the chunks started near the fixed point (all False for stores without the flag)."""
+    if "fixed_point_start" not in ds:
+        return np.zeros(ds.sizes["chunk_index"], dtype=bool)
+    return ds["fixed_point_start"].values.astype(bool)
+
+
 def fixed_point_pairs(ds: xr.Dataset) -> np.ndarray:
     """Boolean mask (sample,): the pairs of chunks started near the fixed point (``start="fixed_point"``); all False
     for data without such a part (and stores written before the flag existed)."""
-    if "fixed_point_start" not in ds:
-        return np.zeros(ds.sizes["sample"], dtype=bool)
-    return ds["fixed_point_start"].values.astype(bool)[ds["chunk"].values]
+    return _fixed_point_chunks(ds)[ds["chunk"].values]
 
 
 def save_map_dataset(ds: xr.Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -395,7 +400,7 @@ def fixed_point_separation(ds: xr.Dataset) -> dict[str, np.ndarray]:
     v_s = ds["V_S"].values.astype(np.float64)
     with jax.enable_x64(True):
         u_star = np.asarray(jax.jit(jax.vmap(lambda p: fixed_point(model, p)))(jnp.asarray(v_s)))
-    near = ds["fixed_point_start"].values.astype(bool) if "fixed_point_start" in ds else np.zeros(len(v_s), bool)
+    near = _fixed_point_chunks(ds)
     by_chunk = np.argsort(chunk, kind="stable")
     bounds = np.searchsorted(chunk[by_chunk], np.arange(len(v_s) + 1))
     keep, dist, s_min, s_max = [], [], [], []
