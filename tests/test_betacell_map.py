@@ -428,6 +428,7 @@ def test_reproduction_smoke_modified(tmp_path):
     assert fp_stage["pairs"] == 200 + 50 and fp_stage["accepted_steps"][:2] == [0, 0]
     assert saved["train_dt0.005"]["refine"] is None
     assert (run / "checkpoint_dt0.005.fp-refine.eqx").exists()
+    assert "Levenberg-Marquardt, fixed-point stage" in (run / "report.html").read_text()
     # the fixed point is never in the attractor data (chunks start far from it and settle on the oscillating attractor;
     # the fixed-point part, next to u* by design, is left out of this check)
     assert saved["data_separation"]["min_distance_to_fixed_point"] > 1e-3

@@ -922,11 +922,12 @@ def run_betacell_map(
         "bursting->spiking transition (ODE)": transitions[k_ode],
         "transition (map)": transitions[k_map],
     }
-    refine = (metrics.get(f"train_dt{dt:g}") or {}).get("refine")
-    if refine:
-        summary["Levenberg-Marquardt, loss per subnetwork V, n, S"] = "; ".join(
-            f"{a:.2e} -> {b:.2e}" for a, b in zip(refine["loss_before"], refine["loss_after"], strict=True)
-        )
+    for stage, label in (("refine", ""), ("fp_refine", ", fixed-point stage")):
+        refine = (metrics.get(f"train_dt{dt:g}") or {}).get(stage)
+        if refine:
+            summary[f"Levenberg-Marquardt{label}, loss per subnetwork V, n, S"] = "; ".join(
+                f"{a:.2e} -> {b:.2e}" for a, b in zip(refine["loss_before"], refine["loss_after"], strict=True)
+            )
     if cfg.system == "modified":
         summary["stable interval ODE"] = metrics.get("stable_interval_ode")
         summary["stable interval map"] = metrics.get("stable_interval_map")
