@@ -142,7 +142,7 @@ def betacell_map_command(
                 raise ValueError(f"--start-s {start_s!r}: pass two numbers 'LO,HI', e.g. 0.17,0.25")
             overrides["start_s"] = (float(parts[0]), float(parts[1]))
         overrides["refine_steps"] = _step_counts("--refine-steps", refine_steps, "800,800,1600")
-        overrides["fp_refine_steps"] = _step_counts("--fp-refine-steps", fp_refine_steps, "0,0,300")
+        overrides["fp_refine_steps"] = _step_counts("--fp-refine-steps", fp_refine_steps, "200,0,300")
         cfg = BetaCellMapConfig.quick(**overrides) if quick else BetaCellMapConfig(**overrides)
     except (ValueError, TypeError) as exc:
         raise fail(str(exc)) from None

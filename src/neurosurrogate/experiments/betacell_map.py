@@ -436,12 +436,15 @@ def fit_map(
         ),
         val_data=tuple(x[iv] for x in data) if n_val else None,
     )
+    def stage_file(suffix):  # each refinement stage checkpoints beside the training checkpoint
+        return None if checkpoint is None else Path(checkpoint).with_suffix(suffix)
+
     refine = fp_refine = None
     sub = np.sort(np.random.default_rng(cfg.seed + 1).permutation(it)[: cfg.refine_pairs])
     if any(refine_steps_per_subnetwork(cfg.refine_steps, 3)):  # Levenberg-Marquardt on a subset of the pairs, same loss
         model, refine = _refine_stage(
-            res.model, cfg, data, du[it], sub, None, cfg.jacobian_weight, cfg.refine_steps, ".refine.eqx",
-            checkpoint, resume, progress,
+            res.model, cfg, data, du[it], sub, steps=cfg.refine_steps, jacobian_weight=cfg.jacobian_weight,
+            checkpoint=stage_file(".refine.eqx"), resume=resume, progress=progress,
         )
         res = dataclasses.replace(res, model=model)
     if any(refine_steps_per_subnetwork(cfg.fp_refine_steps, 3)):  # the fixed-point stage: + weighted near-u* pairs
@@ -450,8 +453,9 @@ def fit_map(
         extra = np.sort(np.random.default_rng(cfg.seed + 2).permutation(np.flatnonzero(near))[: cfg.fp_refine_pairs])
         weight = np.concatenate([np.ones(len(sub)), np.full(len(extra), cfg.fp_refine_weight)])
         model, fp_refine = _refine_stage(
-            res.model, cfg, data, du[it], np.concatenate([sub, extra]), weight, cfg.fp_refine_jacobian_weight,
-            cfg.fp_refine_steps, ".fp-refine.eqx", checkpoint, resume, progress,
+            res.model, cfg, data, du[it], np.concatenate([sub, extra]), steps=cfg.fp_refine_steps,
+            jacobian_weight=cfg.fp_refine_jacobian_weight, sample_weight=weight,
+            checkpoint=stage_file(".fp-refine.eqx"), resume=resume, progress=progress,
         )
         res = dataclasses.replace(res, model=model)
     sel = iv if n_val else it
@@ -470,9 +474,11 @@ def fit_map(
     return res, info
 
 
-def _refine_stage(net, cfg, data, du_train, idx, weight, jacobian_weight, steps, suffix, checkpoint, resume, progress):
-    """One Levenberg-Marquardt stage (:func:`refine_map`) on the pairs ``idx`` (weights ``weight`` or None) with
-    its own checkpoint ``<checkpoint><suffix>``; returns the map and a summary of the stage."""
+def _refine_stage(
+    net, cfg, data, du_train, idx, *, steps, jacobian_weight, checkpoint, resume, progress, sample_weight=None
+):
+    """One Levenberg-Marquardt stage (:func:`refine_map`) on the pairs ``idx`` (weighted by ``sample_weight``) with
+    its own ``checkpoint`` file (or None); returns the map and a summary of the stage."""
     t_lm = time.perf_counter()
     model, lm = refine_map(
         net,
@@ -483,9 +489,9 @@ def _refine_stage(net, cfg, data, du_train, idx, weight, jacobian_weight, steps,
         hessian_weight=cfg.hessian_weight,
         config=LMConfig(progress=progress),
         steps=steps,
-        checkpoint=None if checkpoint is None else Path(checkpoint).with_suffix(suffix),
+        checkpoint=checkpoint,
         resume=resume,
-        sample_weight=weight,
+        sample_weight=sample_weight,
     )
     return model, {
         "pairs": len(idx),

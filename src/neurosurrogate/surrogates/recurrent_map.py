@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -451,7 +452,7 @@ def refine_map(
                 f"({settings['pairs']} pairs)"
             )
         data = (*data, sample_weight)
-        settings |= {"sample_weight_sum": float(sample_weight.sum()), "sample_weight_max": float(sample_weight.max())}
+        settings |= {"sample_weight_sha1": hashlib.sha1(sample_weight.tobytes()).hexdigest()}
     record = Path(f"{checkpoint}.json") if checkpoint is not None else None
     done: list = [None] * net.n_state  # per subnetwork: {"steps", "history", "converged", "damping"} once refined
     partial: list = [None] * net.n_state  # stored refinements with fewer steps than asked for: continued below
