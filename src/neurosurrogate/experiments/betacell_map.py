@@ -190,7 +190,7 @@ class BetaCellMapConfig:
                 f"jacobian_weight={self.jacobian_weight}, hessian_weight={self.hessian_weight}; pass values >= 0"
             )
         refine_steps_per_subnetwork(self.refine_steps, 3)  # raises on a bad count
-        refine_steps_per_subnetwork(self.fp_refine_steps, 3)
+        fp_steps = refine_steps_per_subnetwork(self.fp_refine_steps, 3)
         if self.refine_pairs < 1 or self.fp_refine_pairs < 1:
             raise ValueError(
                 f"refine_pairs={self.refine_pairs}, fp_refine_pairs={self.fp_refine_pairs}; pass counts >= 1"
@@ -200,7 +200,7 @@ class BetaCellMapConfig:
                 f"fp_refine_weight={self.fp_refine_weight}, fp_refine_jacobian_weight="
                 f"{self.fp_refine_jacobian_weight}, fp_radius={self.fp_radius}; pass weights >= 0 and a radius > 0"
             )
-        if any(refine_steps_per_subnetwork(self.fp_refine_steps, 3)) and not self.fp_chunks:
+        if any(fp_steps) and not self.fp_chunks:
             raise ValueError(
                 f"fp_refine_steps={self.fp_refine_steps} needs pairs near the fixed point; pass fp_chunks > 0 "
                 "(e.g. 10000)"
